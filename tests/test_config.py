@@ -1,0 +1,78 @@
+"""RunConfig: validation with one-line reasons, resolution of defaults, and the run id."""
+
+import dataclasses
+
+import pytest
+
+from benchmark.config import RunConfig, run_id
+from benchmark.errors import UserError
+
+
+def test_same_config_same_id_and_defaults_do_not_split_ids():
+    explicit = RunConfig(task="mnist-mlp", method="blaq", bits=1, scheme="lab", a=0.6, m=5)
+    implicit = RunConfig(task="mnist-mlp", method="blaq", bits=1)
+    assert explicit.run_id == implicit.run_id
+    assert len(explicit.run_id) == 16
+    assert RunConfig(seed=1).run_id != RunConfig(seed=0).run_id
+
+
+def test_settings_a_method_does_not_use_are_dropped_from_the_id():
+    laq = RunConfig(method="laq", bits=2)
+    assert laq.resolved().a is None and laq.resolved().m is None
+    assert laq.run_id == RunConfig(method="laq", bits=2, a=0.3, m=7).run_id
+    assert RunConfig(method="blaq", bits=2, a=0.3).run_id != RunConfig(method="blaq", bits=2).run_id
+
+
+def test_resolution_fills_scheme_task_defaults_and_epochs():
+    from benchmark.tasks import get_task
+
+    r = RunConfig(task="imagenet-resnet18", method="blaq", bits=2, profile="quick").resolved()
+    task = get_task("imagenet-resnet18")
+    assert r.scheme == "lat-exact"
+    assert (r.a, r.m) == (task.default_a, task.default_m) == (0.9, 10)
+    assert r.epochs == task.profile("quick").epochs
+    assert r.lr_schedule == task.lr_schedules[0]
+    assert RunConfig(method="laq", bits=3).resolved().scheme == "laq-linear"
+    assert RunConfig(method="fp", bits=1).resolved().bits == 32
+
+
+def test_run_id_is_md5_of_sorted_key():
+    cfg = RunConfig()
+    key = cfg.key()
+    shuffled = dict(reversed(list(key.items())))
+    assert run_id(shuffled) == cfg.run_id
+
+
+@pytest.mark.parametrize(
+    ("changes", "needle"),
+    [
+        ({"task": "nope"}, "unknown task"),
+        ({"method": "xnor"}, "unknown method"),
+        ({"method": "lab", "bits": 2}, "supports bits 1"),
+        ({"method": "laq", "bits": 9}, "bits"),
+        ({"method": "laq", "bits": 3, "scheme": "lat-exact"}, "bits"),
+        ({"method": "laq", "scheme": "foo"}, "scheme"),
+        ({"epochs": -1}, "epochs must be a positive integer"),
+        ({"epochs": 0}, "epochs must be a positive integer"),
+        ({"seed": -3}, "seed"),
+        ({"a": 1.5}, "a must lie in [0, 1]"),
+        ({"m": 0}, "positive integer"),
+        ({"blend": "average"}, "blend must be one of"),
+        ({"keep_moments": "both"}, "keep_moments must be one of"),
+        ({"profile": "huge"}, "unknown profile"),
+        ({"lr_schedule": "cosine"}, "lr schedules"),
+    ],
+)
+def test_bad_settings_raise_user_error_with_one_line_reason(changes, needle):
+    cfg = dataclasses.replace(RunConfig(), **changes)
+    with pytest.raises(UserError) as info:
+        cfg.resolved()
+    message = str(info.value)
+    assert needle.lower() in message.lower()
+    assert "\n" not in message
+
+
+def test_from_dict_rejects_unknown_keys():
+    with pytest.raises(UserError, match="unknown run setting"):
+        RunConfig.from_dict({"task": "mnist-mlp", "lerning_rate": 3})
+    assert RunConfig.from_dict({"task": "mnist-lenet5"}).task == "mnist-lenet5"
