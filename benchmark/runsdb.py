@@ -25,6 +25,7 @@ import numpy as np
 import pandas as pd
 
 from benchmark.errors import UserError
+from benchmark.store import RunRecord, check_store, list_run_dirs, read_run
 
 CONFIG_COLUMNS = (
     "task", "method", "bits", "scheme", "a", "m", "blend", "keep_moments", "lr_schedule",
@@ -46,10 +47,9 @@ METRIC_COLUMNS = ("run_id", "metric", "step", "value")
 _INT_COLUMNS = ("bits", "m", "epochs", "seed", "best_epoch", "threads")
 _BOOL_COLUMNS = ("quantize_first", "quantize_last", "stand_in")
 _FLOAT_COLUMNS = ("a", *(c for c in RESULT_COLUMNS if c != "best_epoch"))
-_STATUS = {"COMPLETED": "completed", "FAILED": "failed"}
-
-# path -> ((mtime_ns, size) of each file read, parsed value)
-_cache: dict[tuple[str, str], tuple[tuple[Any, ...], Any]] = {}
+# absolute run dir -> ((mtime_ns, size) of each file of the run, the record read from them)
+_cache: dict[str, tuple[tuple[Any, ...], RunRecord]] = {}
+_RUN_FILES = ("run.json", "config.json", "metrics.json")
 
 
 def _signature(path: Path) -> tuple[int, int] | None:
@@ -60,42 +60,27 @@ def _signature(path: Path) -> tuple[int, int] | None:
     return st.st_mtime_ns, st.st_size
 
 
-def _read_json(path: Path) -> Any:
-    """The parsed file, or None when it is missing, half-written or not JSON."""
-    try:
-        with open(path, encoding="utf-8") as f:
-            return json.load(f)
-    except (OSError, ValueError):
-        return None
-
-
-def _cached(kind: str, run_dir: Path, files: tuple[str, ...], parse: Any) -> Any:
-    """parse(run_dir), reused while none of ``files`` in the run directory has changed."""
-    key = (kind, os.path.abspath(run_dir))
-    sig = tuple(_signature(run_dir / f) for f in files)
+def _record(run_dir: Path) -> RunRecord:
+    """The store's robust reading of one run, reused while none of its files has changed."""
+    key = os.path.abspath(run_dir)
+    sig = tuple(_signature(run_dir / f) for f in _RUN_FILES)
     hit = _cache.get(key)
     if hit is not None and hit[0] == sig:
         return hit[1]
-    value = parse(run_dir)
-    _cache[key] = (sig, value)
-    return value
+    record = read_run(run_dir)
+    _cache[key] = (sig, record)
+    return record
 
 
 def _store_path(runs_dir: str | os.PathLike[str]) -> Path:
-    path = Path(runs_dir)
-    if path.exists() and not path.is_dir():
-        raise UserError(f"runs directory {path} is a file; pass the folder of the run store")
-    return path
+    """The store folder; UserError if it is a file, a store of another format or not a store."""
+    check_store(runs_dir)
+    return Path(runs_dir)
 
 
 def run_dirs(runs_dir: str | os.PathLike[str]) -> list[Path]:
     """The run directories of a store (not its ``_checkpoints``/``_locks`` folders), by run id."""
-    path = _store_path(runs_dir)
-    if not path.is_dir():
-        return []
-    with os.scandir(path) as it:
-        dirs = [Path(e.path) for e in it if e.is_dir() and not e.name.startswith((".", "_"))]
-    return sorted(dirs, key=lambda p: p.name)
+    return list_run_dirs(_store_path(runs_dir))
 
 
 def _selected(runs_dir: str | os.PathLike[str], run_ids: Iterable[str] | None) -> list[Path]:
@@ -113,28 +98,26 @@ def _fail_reason(trace: Any) -> str | None:
     return lines[-1] if lines else None
 
 
-def _run_row(run_dir: Path) -> dict[str, Any]:
-    """One run directory as a flat dict of RUN_COLUMNS."""
-    run = _read_json(run_dir / "run.json")
-    run = run if isinstance(run, dict) else {}
-    info = run.get("info") if isinstance(run.get("info"), dict) else {}
+def _as_dict(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
+def _run_row(record: RunRecord) -> dict[str, Any]:
+    """One run as a flat dict of RUN_COLUMNS."""
+    run = record.run or {}
+    info = record.info
     config = info.get("config")
     if not isinstance(config, dict):  # info is written after the start; config.json at once
-        config = _read_json(run_dir / "config.json")
-        config = config if isinstance(config, dict) else {}
-    result = run.get("result") if isinstance(run.get("result"), dict) else None
-    status = _STATUS.get(run.get("status"), "incomplete")
-    if status == "completed" and result is None:
-        status = "incomplete"  # a COMPLETED run always has its result; without it, half-written
-    data = info.get("data") if isinstance(info.get("data"), dict) else {}
-    env = info.get("env") if isinstance(info.get("env"), dict) else {}
-    row: dict[str, Any] = {"run_id": run_dir.name, "status": status}
+        config = record.config or {}
+    result = _as_dict(record.result)
+    data, env = _as_dict(info.get("data")), _as_dict(info.get("env"))
+    row: dict[str, Any] = {"run_id": record.run_id, "status": record.status}
     for col in CONFIG_COLUMNS:
         row[col] = config.get(col)
     if isinstance(row["extra"], dict):
         row["extra"] = json.dumps(row["extra"], sort_keys=True)
     for col in RESULT_COLUMNS:
-        row[col] = (result or {}).get(col) if status == "completed" else None
+        row[col] = result.get(col)
     row["dataset"] = data.get("dataset")
     row["stand_in"] = data.get("stand_in")
     row["data_source"] = data.get("source")
@@ -143,7 +126,7 @@ def _run_row(run_dir: Path) -> dict[str, Any]:
         row[col] = env.get(col)
     row["start_time"] = run.get("start_time")
     row["stop_time"] = run.get("stop_time")
-    row["fail_reason"] = _fail_reason(run.get("fail_trace")) if status == "failed" else None
+    row["fail_reason"] = _fail_reason(run.get("fail_trace")) if record.status == "failed" else None
     return row
 
 
@@ -167,24 +150,16 @@ def load_runs(
 
     Status is "completed", "failed" or "incomplete"; results are filled for completed runs only.
     """
-    rows = [
-        _cached("run", d, ("run.json", "config.json"), _run_row)
-        for d in _selected(runs_dir, run_ids)
-    ]
+    rows = [_run_row(_record(d)) for d in _selected(runs_dir, run_ids)]
     return _typed(rows, RUN_COLUMNS)
 
 
-def _metric_rows(run_dir: Path) -> list[tuple[str, str, int, float]]:
-    metrics = _read_json(run_dir / "metrics.json")
-    if not isinstance(metrics, dict):
-        return []
+def _metric_rows(record: RunRecord) -> list[tuple[str, str, Any, Any]]:
     rows = []
-    for name, series in sorted(metrics.items()):
-        if not isinstance(series, dict):
-            continue
-        steps, values = series.get("steps") or [], series.get("values") or []
-        for step, value in zip(steps, values, strict=False):
-            rows.append((run_dir.name, name, step, value))
+    for name, series in sorted((record.metrics or {}).items()):
+        if isinstance(series, dict):
+            steps, values = series.get("steps") or [], series.get("values") or []
+            rows.extend((record.run_id, name, st, v) for st, v in zip(steps, values, strict=False))
     return rows
 
 
@@ -194,9 +169,9 @@ def load_metrics(
     metrics: Iterable[str] | None = None,
 ) -> pd.DataFrame:
     """The per-epoch scalars of the runs in long format: run_id, metric, step (epoch, 1-based), value."""
-    rows: list[tuple[str, str, int, float]] = []
+    rows: list[tuple[str, str, Any, Any]] = []
     for d in _selected(runs_dir, run_ids):
-        rows.extend(_cached("metrics", d, ("metrics.json",), _metric_rows))
+        rows.extend(_metric_rows(_record(d)))
     frame = pd.DataFrame(rows, columns=list(METRIC_COLUMNS))
     if metrics is not None:
         frame = frame[frame.metric.isin(list(metrics))].reset_index(drop=True)

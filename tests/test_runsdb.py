@@ -166,3 +166,15 @@ def test_trace_round_trips_and_missing_or_broken_is_empty(store):
     assert load_trace(store, "aaaa000000000002") == {}
     with pytest.raises(UserError, match="no run"):
         load_trace(store, "ffff000000000000")
+
+
+def test_a_store_of_another_format_is_a_user_error(store):
+    (store / "STORE_VERSION").write_text('{"format": 99}')
+    with pytest.raises(UserError, match="format 99"):
+        load_runs(store)
+
+
+def test_completed_run_with_half_written_metrics_is_incomplete(store):
+    (store / "aaaa000000000001" / "metrics.json").write_text('{"train_loss": {"st')
+    row = load_runs(store).set_index("run_id").loc["aaaa000000000001"]
+    assert row.status == "incomplete" and np.isnan(row.test_acc)
