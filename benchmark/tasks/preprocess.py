@@ -1,0 +1,68 @@
+"""Input preprocessing of the small datasets: mean-centring, global contrast normalisation, ZCA whitening.
+
+Statistics that are fitted (the mean image, the ZCA transform) are fitted on the training split
+only and then applied unchanged to validation and test.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+GCN_SCALE = 55.0  # every image is rescaled to this L2 norm (the pylearn2 CIFAR-10 recipe)
+ZCA_BIAS = 0.1    # added to the covariance eigenvalues before whitening (regularises small ones)
+
+
+def mean_centre(train: torch.Tensor, *others: torch.Tensor) -> list[torch.Tensor]:
+    """Subtract the per-pixel mean of ``train`` from every split (train first in the result)."""
+    mean = train.mean(dim=0, keepdim=True)
+    return [t - mean for t in (train, *others)]
+
+
+def global_contrast_normalize(x: torch.Tensor, scale: float = GCN_SCALE,
+                              min_norm: float = 1e-8) -> torch.Tensor:
+    """Per image: subtract its mean, then rescale to L2 norm ``scale`` (a flat image stays 0)."""
+    flat = x.reshape(len(x), -1).to(torch.float32)
+    flat = flat - flat.mean(dim=1, keepdim=True)
+    norm = flat.norm(dim=1, keepdim=True).clamp_min(min_norm)
+    return (scale * flat / norm).reshape(x.shape)
+
+
+@dataclass
+class ZCA:
+    """Zero-phase whitening x -> (x - mean) @ W, W = V diag(1/sqrt(lambda + bias)) V^T of the training covariance.
+
+    Fitted through a thin SVD of the centred training data, so a split with fewer images than
+    pixels costs O(n^2 d), not O(d^3); directions outside the training span get 1/sqrt(bias).
+    """
+
+    mean: torch.Tensor        # (d,)
+    basis: torch.Tensor       # (d, k): eigenvectors of the covariance with k = min(n, d)
+    gains: torch.Tensor       # (k,): 1/sqrt(lambda + bias) - 1/sqrt(bias)
+    floor: float              # 1/sqrt(bias): the gain of every other direction
+
+    @classmethod
+    def fit(cls, train: torch.Tensor, bias: float = ZCA_BIAS) -> ZCA:
+        """Fit on the training images (any shape (n, ...)); the covariance divides by n."""
+        if bias <= 0:
+            raise ValueError(f"ZCA bias must be positive, not {bias}")
+        x = train.reshape(len(train), -1).to(torch.float64)
+        mean = x.mean(dim=0)
+        _, s, vh = torch.linalg.svd(x - mean, full_matrices=False)
+        eig = s.square() / len(x)
+        floor = bias ** -0.5
+        return cls(mean=mean, basis=vh.T.contiguous(), gains=(eig + bias).rsqrt() - floor, floor=floor)
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        """Whiten images of the fitted shape; float32 result of the input's shape."""
+        flat = x.reshape(len(x), -1).to(torch.float64) - self.mean
+        out = flat * self.floor + ((flat @ self.basis) * self.gains) @ self.basis.T
+        return out.to(torch.float32).reshape(x.shape)
+
+
+def upsample(images: torch.Tensor, channels: int, size: int) -> torch.Tensor:
+    """Grey images (n, h, w) -> (n, channels, size, size) by bilinear resizing and channel copies."""
+    x = images.to(torch.float32).unsqueeze(1)
+    x = torch.nn.functional.interpolate(x, size=(size, size), mode="bilinear", align_corners=False)
+    return x.expand(-1, channels, -1, -1).contiguous()
