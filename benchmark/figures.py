@@ -1,0 +1,290 @@
+"""Figure renderers: a spec's grid of runs -> PNG and PDF files (matplotlib, seaborn, Agg).
+
+Each figure has a ``build_*`` function that returns the matplotlib Figure (tests inspect its
+axes and lines) and a ``render_*`` function that saves it as ``<key>.png`` and ``<key>.pdf``.
+All share one style: LAQ in blue, BLAQ in orange, 1/2/3/4 bits as solid/dashed/dotted/dash-dot
+lines, a mean over seeds with a band from the lowest to the highest seed, and the table footer
+(profile, data really used, seeds, runs, code version) under the axes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import textwrap
+from collections.abc import Iterator, Sequence
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+from matplotlib.figure import Figure  # noqa: E402
+
+from benchmark.runsdb import load_metrics, load_trace  # noqa: E402
+from benchmark.tables import DAGGER, Grid, Rendered, footer, method_label, task_label  # noqa: E402
+
+COLORS = {"laq": "#1f6fb4", "blaq": "#e8730c", "lab": "#1f6fb4", "fp": "#555555"}
+LINESTYLES = {1: "-", 2: "--", 3: ":", 4: "-."}
+ACTIVE_SHADE = "#f5c89a"
+WEIGHT_COLORS = ("#0173b2", "#de8f05", "#029e73", "#cc78bc", "#ca9161", "#949494")
+_WIDTH = 11.0
+
+
+@contextlib.contextmanager
+def _styled() -> Iterator[None]:
+    """The one style of every figure (seaborn's white grid, paper context), without global changes."""
+    import seaborn as sns  # late: seaborn imports scipy.stats (a second), listings need neither
+
+    with sns.axes_style("whitegrid"), sns.plotting_context("paper", font_scale=1.15):
+        yield
+
+
+def _stand_in(grid: Grid, task: str | None = None) -> bool:
+    f = grid.frame if task is None else grid.frame[grid.frame.task == task]
+    return bool((f.stand_in == True).any())  # noqa: E712
+
+
+def _finish(fig: Figure, grid: Grid, subtitle: str = "", legend: bool = False) -> None:
+    """Lay out the header (title, subtitle, stand-in note, shared legend), the axes and the
+    footer notes, in inches so that nothing overlaps whatever the figure's height."""
+    spec = grid.spec
+    header = [f"Figure {spec.number}: {spec.title} ({grid.profile} profile)"]
+    if subtitle:
+        header.append(subtitle)
+    if _stand_in(grid):
+        header.append(f"{DAGGER} stand-in data, not the paper's data set")
+    height = fig.get_figheight()
+    fig.suptitle("\n".join(header), fontsize=11.5, y=1 - 0.1 / height, va="top", linespacing=1.4)
+    used = 0.1 + 0.27 * len(header)
+    if legend:
+        handles, labels = [], []
+        for ax in fig.axes:
+            for h, lab in zip(*ax.get_legend_handles_labels(), strict=True):
+                if lab not in labels:
+                    handles.append(h)
+                    labels.append(lab)
+        if handles:
+            fig.legend(handles, labels, loc="upper center", ncol=len(labels), frameon=False,
+                       bbox_to_anchor=(0.5, 1 - used / height), fontsize=9.5)
+            used += 0.4
+    notes = "\n".join(textwrap.fill(n, 170) for n in footer(grid))
+    fig.text(0.01, 0.08 / height, notes, fontsize=6.5, va="bottom", ha="left", color="#333333")
+    bottom = 0.08 + 0.125 * (notes.count("\n") + 1) + 0.65
+    fig.subplots_adjust(left=0.07, right=0.985, top=1 - (used + 0.35) / height,
+                        bottom=bottom / height, hspace=0.5, wspace=0.34)
+
+
+def _save(fig: Figure, grid: Grid) -> Rendered:
+    out = grid.out_dir("figures")
+    out.mkdir(parents=True, exist_ok=True)
+    paths = (out / f"{grid.spec.key}.png", out / f"{grid.spec.key}.pdf")
+    fig.savefig(paths[0], dpi=130)
+    fig.savefig(paths[1])
+    plt.close(fig)
+    notes = "\n".join(f"- {n}" for n in footer(grid))
+    text = (f"Figure {grid.spec.number}: {grid.spec.title} ({grid.profile} profile)\n"
+            f"{notes}\n" + "".join(f"- written: {p}\n" for p in paths))
+    return Rendered(paths, text)
+
+
+def _empty(ax: plt.Axes, message: str) -> None:
+    ax.text(0.5, 0.5, message, transform=ax.transAxes, ha="center", va="center",
+            color="#888888", fontsize=9, wrap=True)
+
+
+def _entry_label(grid: Grid, e: int) -> str:
+    s = grid.setting(e)
+    return f"{method_label(s['method'])}, {s['bits']} bit{'s' if s['bits'] != 1 else ''}"
+
+
+def _first_completed(grid: Grid, e: int) -> str | None:
+    done = grid.rows(e)[grid.rows(e).status == "completed"]
+    return None if done.empty else str(done.run_id.iloc[0])
+
+
+# ---------------------------------------------------------------------------------------------
+# Figure 3: trajectories and update cosines of LAQ
+
+
+def build_trajectories(grid: Grid, n_weights: int = 3) -> Figure:
+    """Top row: a few weights (full precision, thin; quantized, steps) per iteration; bottom
+    row: the cosine between consecutive quantized-weight updates. One column per entry."""
+    n = len(grid.entries)
+    with _styled():
+        fig, axes = plt.subplots(2, n, figsize=(_WIDTH, 7.2), squeeze=False, sharex="col")
+        palette = WEIGHT_COLORS
+        for e in range(n):
+            top, bottom = axes[0, e], axes[1, e]
+            top.set_title(_entry_label(grid, e) + f" ({grid.setting(e)['scheme']})")
+            bottom.set_xlabel("iteration")
+            top.set_ylabel("weight value" if e == 0 else "")
+            bottom.set_ylabel("update cosine" if e == 0 else "")
+            run = _first_completed(grid, e)
+            trace = load_trace(grid.runs_dir, run) if run else {}
+            if "traj_w" not in trace or len(trace.get("iteration", ())) == 0:
+                status = ", ".join(sorted(set(grid.rows(e).status)))
+                _empty(top, f"no trace ({status})")
+                _empty(bottom, f"no trace ({status})")
+                continue
+            it = trace["iteration"]
+            for k in range(min(n_weights, len(WEIGHT_COLORS), trace["traj_w"].shape[1])):
+                top.plot(it, trace["traj_w"][:, k], color=palette[k], lw=0.8, alpha=0.55,
+                         label="full-precision w" if k == 0 else None)
+                top.step(it, trace["traj_w_hat"][:, k], where="post", color=palette[k], lw=1.4,
+                         label="quantized ŵ" if k == 0 else None)
+            cos = np.asarray(trace.get("cosine", []), dtype=float)
+            if cos.size:
+                bottom.plot(it[: cos.size], cos, color="#9bbbd9", lw=0.5, label="per iteration")
+                window = max(1, cos.size // 25)
+                smooth = pd.Series(cos).rolling(window, min_periods=1, center=True).mean()
+                bottom.plot(it[: cos.size], smooth, color=COLORS["laq"], lw=1.6,
+                            label="moving mean (window: 1/25 of the run)")
+                bottom.axhline(0.0, color="black", lw=0.8)
+                bottom.set_ylim(-1.05, 1.05)
+        _finish(fig, grid, "one seed; a few coordinates of the first quantized layer",
+                legend=True)
+    return fig
+
+
+def render_trajectories(grid: Grid) -> Rendered:
+    return _save(build_trajectories(grid), grid)
+
+
+# ---------------------------------------------------------------------------------------------
+# per-epoch curves, mean over seeds with a min-max band
+
+
+def _curves(grid: Grid, metrics: Sequence[str]) -> pd.DataFrame:
+    """Per-epoch metrics of the completed runs, joined with their entry and seed."""
+    done = grid.frame[grid.frame.status == "completed"][["run_id", "entry", "seed"]]
+    long = load_metrics(grid.runs_dir, done.run_id, metrics)
+    return long.merge(done, on="run_id")
+
+
+def _band(ax: plt.Axes, sub: pd.DataFrame, x: str, y: str, **style: object) -> None:
+    """Mean of y over seeds against x, with a band from the lowest to the highest seed."""
+    agg = sub.groupby("step").agg(x=(x, "mean"), mean=(y, "mean"), lo=(y, "min"), hi=(y, "max"))
+    ax.plot(agg.x, agg["mean"], **style)
+    if sub.seed.nunique() > 1:
+        ax.fill_between(agg.x, agg.lo, agg.hi, color=style.get("color"), alpha=0.18, lw=0)
+
+
+def _wide(curves: pd.DataFrame) -> pd.DataFrame:
+    wide = curves.pivot_table(index=["entry", "seed", "step"], columns="metric", values="value")
+    wide = wide.reset_index()
+    wide["epoch"] = wide["step"].astype(float)
+    return wide
+
+
+def _shade_active(ax: plt.Axes, epochs: Sequence[int]) -> None:
+    for k, ep in enumerate(epochs):
+        ax.axvspan(ep - 0.5, ep + 0.5, color=ACTIVE_SHADE, alpha=0.45, lw=0,
+                   label="BLAQ two-stage epoch" if k == 0 else None, zorder=0)
+
+
+ZIGZAG_PANELS = (
+    ("zz_cosine", "update cosine"),
+    ("zz_flip_rate", "direction-flip rate"),
+    ("zz_osc_freq", "oscillation frequency (per iteration)"),
+    ("zz_osc_amplitude", "oscillation amplitude (level steps)"),
+)
+
+
+def build_zigzag_curves(grid: Grid) -> Figure:
+    """One panel per zig-zag metric against epoch; a line per method and bit width."""
+    names = [m for m, _ in ZIGZAG_PANELS]
+    wide = _wide(_curves(grid, [*names, "blaq_active"]))
+    with _styled():
+        fig, axes = plt.subplots(2, 2, figsize=(_WIDTH, 7.6), squeeze=False)
+        active = _active_epochs(grid, wide)
+        for ax, (metric, label) in zip(axes.flat, ZIGZAG_PANELS, strict=True):
+            ax.set_title(label[0].upper() + label[1:])
+            ax.set_xlabel("epoch")
+            ax.set_ylabel(label)
+            _shade_active(ax, active)
+            drawn = False
+            for e in range(len(grid.entries)):
+                sub = wide[wide.entry == e]
+                if sub.empty or metric not in sub or sub[metric].isna().all():
+                    continue
+                s = grid.setting(e)
+                _band(ax, sub.dropna(subset=[metric]), "epoch", metric,
+                      color=COLORS.get(s["method"], "#333333"),
+                      ls=LINESTYLES.get(s["bits"], "-"), lw=1.8, marker="o", ms=3,
+                      label=_entry_label(grid, e))
+                drawn = True
+            if not drawn:
+                _empty(ax, "no completed run with this metric")
+            ax.xaxis.get_major_locator().set_params(integer=True)
+        tasks = ", ".join(task_label(t) for t in dict.fromkeys(grid.frame.task))
+        _finish(fig, grid, f"{tasks}; mean over seeds, band from the lowest to the highest seed",
+                legend=True)
+    return fig
+
+
+def _active_epochs(grid: Grid, wide: pd.DataFrame) -> list[int]:
+    """The epochs in which BLAQ ran its two-stage step (from the runs' ``blaq_active``)."""
+    if "blaq_active" not in wide:
+        return []
+    blaq = [e for e in range(len(grid.entries)) if grid.setting(e)["method"] == "blaq"]
+    on = wide[wide.entry.isin(blaq) & (wide.blaq_active > 0.5)]
+    return sorted({int(s) for s in on.step})
+
+
+def render_zigzag_curves(grid: Grid) -> Rendered:
+    return _save(build_zigzag_curves(grid), grid)
+
+
+# ---------------------------------------------------------------------------------------------
+# Figure 5: convergence per task
+
+
+CONVERGENCE_PANELS = (
+    ("train_loss", "epoch", "training loss", "epoch"),
+    ("train_loss", "wall_time", "training loss", "wall-clock time (s)"),
+    ("test_error", "epoch", "test error (%)", "epoch"),
+    ("test_error", "wall_time", "test error (%)", "wall-clock time (s)"),
+)
+
+
+def build_convergence(grid: Grid) -> Figure:
+    """One row per task: training loss and test error against epoch and against wall time."""
+    wide = _wide(_curves(grid, ["train_loss", "test_acc", "wall_time", "blaq_active"]))
+    if "test_acc" in wide:
+        wide["test_error"] = 100.0 - wide["test_acc"]
+    tasks = list(dict.fromkeys(grid.frame.task))
+    with _styled():
+        fig, axes = plt.subplots(len(tasks), 4, figsize=(_WIDTH, 2.55 * len(tasks) + 2.0),
+                                 squeeze=False)
+        for r, task in enumerate(tasks):
+            entries = [e for e in range(len(grid.entries)) if grid.setting(e)["task"] == task]
+            rows = wide[wide.entry.isin(entries)]
+            mark = f" {DAGGER}" if _stand_in(grid, task) else ""
+            for c, (metric, x, ylabel, xlabel) in enumerate(CONVERGENCE_PANELS):
+                ax = axes[r, c]
+                ax.set_title(f"{task_label(task)}{mark}", fontsize=10)
+                ax.set_xlabel(xlabel)
+                ax.set_ylabel(ylabel)
+                if x == "epoch":
+                    _shade_active(ax, _active_epochs(grid, rows))
+                drawn = False
+                for e in entries:
+                    sub = rows[rows.entry == e]
+                    if sub.empty or metric not in sub or x not in sub:
+                        continue
+                    s = grid.setting(e)
+                    _band(ax, sub.dropna(subset=[metric, x]), x, metric,
+                          color=COLORS.get(s["method"], "#333333"), lw=1.8, marker="o", ms=2.5,
+                          label=_entry_label(grid, e))
+                    drawn = True
+                if not drawn:
+                    _empty(ax, "no completed run")
+        _finish(fig, grid, "mean over seeds, band from the lowest to the highest seed",
+                legend=True)
+    return fig
+
+
+def render_convergence(grid: Grid) -> Rendered:
+    return _save(build_convergence(grid), grid)
