@@ -447,7 +447,8 @@ def write_table(grid: Grid, header: Sequence[str], rows: Sequence[Sequence[str]]
     paths = (out / f"{spec.key}.md", out / f"{spec.key}.csv", out / f"{spec.key}.tex")
     paths[0].write_text(md, encoding="utf-8")
     paths[1].write_text(buf.getvalue(), encoding="utf-8")
-    paths[2].write_text(_tex_table(title, spec.key, header, rows, right,
+    caption = f"{spec.title} ({grid.profile} profile)"  # LaTeX numbers the table itself
+    paths[2].write_text(_tex_table(caption, spec.key, header, rows, right,
                                    [*claims, *notes]), encoding="utf-8")
     return Rendered(paths, md)
 

