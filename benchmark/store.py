@@ -11,7 +11,7 @@ import contextlib
 import fcntl
 import json
 import os
-import tempfile
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -72,15 +72,13 @@ def open_store(runs_dir: str | os.PathLike[str], create: bool = True) -> Path:
 
 def write_json_atomic(path: Path, obj: Any) -> None:
     """Write JSON to a temporary file beside ``path`` and rename it over ``path``."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
     try:
-        with os.fdopen(fd, "w") as f:
+        with open(tmp, "w") as f:
             json.dump(obj, f, sort_keys=True, indent=2)
         os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def read_json(path: str | os.PathLike[str]) -> Any | None:
