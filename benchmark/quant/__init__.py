@@ -1,5 +1,6 @@
 """The method library: loss-aware quantizers, the LAQ/BLAQ optimizers and zig-zag metrics, for any torch model."""
 
+from benchmark.quant.optim import BLAQ, LossAwareAdam, quantizable_weights
 from benchmark.quant.quantizers import (
     Scheme,
     available_schemes,
@@ -8,11 +9,16 @@ from benchmark.quant.quantizers import (
     quantize_with_levels,
     register_scheme,
 )
+from benchmark.quant.zigzag import ZigZagMeter
 
 __all__ = [
+    "BLAQ",
+    "LossAwareAdam",
     "Scheme",
+    "ZigZagMeter",
     "available_schemes",
     "get_scheme",
+    "quantizable_weights",
     "quantize",
     "quantize_with_levels",
     "register_scheme",

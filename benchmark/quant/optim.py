@@ -1,0 +1,459 @@
+"""The loss-aware quantized training step (LAB/LAQ) and BLAQ's look-ahead/backtrack step.
+
+Both optimizers take a model, quantize every ``nn.Linear`` and ``nn.Conv2d`` weight (unless the
+first or last such layer is excluded) and keep the full-precision weights in their own state:
+the model's parameters always hold the quantized weights ``w_hat = alpha * b`` that the forward
+pass sees. Everything else (batch-norm parameters, biases) takes a plain Adam step. SPEC sections
+2 and 3 give the math; the docstrings below name the choices we made where the sources are silent.
+
+The quantizer is handed ``lr * d_t = eps + sqrt(v_hat_t)`` rather than ``d_t`` itself: every
+scheme's minimiser is unchanged by a positive factor on d, and this saves a pass over the weights.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+from torch.nn.modules.batchnorm import _BatchNorm
+
+from benchmark.errors import UserError
+from benchmark.quant.quantizers import Scheme, get_scheme
+from benchmark.quant.zigzag import ZigZagMeter
+
+BLENDS = ("moment", "gradient")
+KEEP_MOMENTS = ("blended", "current")
+
+
+def quantizable_weights(
+    model: nn.Module, quantize_first: bool = True, quantize_last: bool = True
+) -> list[nn.Parameter]:
+    """The weights of the model's Linear and Conv2d layers, in module order, minus excluded ends."""
+    layers = [m for m in model.modules() if isinstance(m, nn.Linear | nn.Conv2d)]
+    first, last = 0, len(layers)
+    if not quantize_first:
+        first += 1
+    if not quantize_last:
+        last -= 1
+    weights: list[nn.Parameter] = []
+    for layer in layers[first:last]:
+        w = layer.weight
+        if w.requires_grad and all(w is not q for q in weights):
+            weights.append(w)
+    return weights
+
+
+class LossAwareAdam(torch.optim.Optimizer):
+    """LAB/LAQ: an Adam step on the full-precision weights, then the loss-aware quantizer.
+
+    Per quantized weight (SPEC section 2): Adam moments m, v from the gradient at w_hat, curvature
+    ``d = (eps + sqrt(v_hat)) / lr``, ``w <- clip(w - m_hat / d, -1, 1)``, ``w_hat = Q(w; d)``
+    with the previous levels as the warm start. ``zigzag=True`` (or a ``ZigZagMeter``) measures
+    every step. ``set_epoch`` only records the epoch here; BLAQ acts on it.
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        scheme: str | Scheme = "lab",
+        bits: int = 1,
+        lr: float = 1e-3,
+        betas: tuple[float, float] = (0.9, 0.999),
+        eps: float = 1e-8,
+        quantize_first: bool = True,
+        quantize_last: bool = True,
+        zigzag: bool | ZigZagMeter = False,
+    ) -> None:
+        if not isinstance(model, nn.Module):
+            raise UserError(f"pass the model (an nn.Module), not {type(model).__name__}")
+        if not lr > 0:
+            raise UserError(f"learning rate must be positive, not {lr}")
+        if not eps > 0:
+            raise UserError(f"eps must be positive (the curvature must stay > 0), not {eps}")
+        if len(betas) != 2 or not all(0.0 <= b < 1.0 for b in betas):
+            raise UserError(f"betas must be two numbers in [0, 1), not {betas}")
+        self._scheme = get_scheme(scheme)
+        self._scheme.check_bits(bits)
+        self.bits = bits
+        quantized = quantizable_weights(model, quantize_first, quantize_last)
+        if not quantized:
+            raise UserError(
+                "the model has no Linear or Conv2d weight left to quantize; "
+                "check quantize_first/quantize_last or use torch.optim.Adam"
+            )
+        qids = {id(p) for p in quantized}
+        seen: set[int] = set()
+        others = []
+        for p in model.parameters():
+            if p.requires_grad and id(p) not in qids and id(p) not in seen:
+                seen.add(id(p))
+                others.append(p)
+        groups: list[dict[str, Any]] = [
+            {"params": quantized, "quantized": True, "scheme": self._scheme.name, "bits": bits}
+        ]
+        if others:
+            groups.append({"params": others, "quantized": False})
+        super().__init__(groups, {"lr": lr, "betas": tuple(betas), "eps": eps})
+        self.epoch = 0
+        if zigzag is True:
+            self.zigzag: ZigZagMeter | None = ZigZagMeter()
+        elif isinstance(zigzag, ZigZagMeter):
+            self.zigzag = zigzag
+        elif zigzag is False or zigzag is None:
+            self.zigzag = None
+        else:
+            raise UserError(f"zigzag must be True, False or a ZigZagMeter, not {zigzag!r}")
+        self._level_steps = self._scheme.step_count(bits)
+        self._batchnorms = [m for m in model.modules() if isinstance(m, _BatchNorm)]
+        self._scratch: dict[int, dict[str, Tensor]] = {}
+        with torch.no_grad():
+            for p in quantized:
+                w = p.detach().clamp(-1.0, 1.0)
+                alpha, b = self._quantize(w, None, None)
+                self.state[p] = {
+                    "step": 0,
+                    "w": w,
+                    "exp_avg": torch.zeros_like(p, memory_format=torch.preserve_format),
+                    "exp_avg_sq": torch.zeros_like(p, memory_format=torch.preserve_format),
+                    "alpha": alpha,
+                    "b": b,
+                }
+                torch.mul(b, alpha, out=p)
+
+    # --- public helpers -------------------------------------------------------------------
+
+    @property
+    def scheme(self) -> Scheme:
+        return self._scheme
+
+    def quantized_params(self) -> list[nn.Parameter]:
+        """The quantized parameters, in model order (they hold w_hat; w is in the state)."""
+        return list(self._group(quantized=True)["params"])
+
+    def full_precision(self, p: nn.Parameter) -> Tensor:
+        """The full-precision weight w behind the quantized parameter ``p``."""
+        return self.state[p]["w"]
+
+    def set_epoch(self, epoch: int) -> None:
+        """Record the 0-based epoch about to start (BLAQ decides from it which step to take)."""
+        if isinstance(epoch, bool) or not isinstance(epoch, int) or epoch < 0:
+            raise UserError(f"epoch must be a non-negative integer, not {epoch!r}")
+        self.epoch = epoch
+
+    # --- the step --------------------------------------------------------------------------
+
+    @torch.no_grad()
+    def step(self, closure: Callable[[], Tensor] | None = None) -> Tensor | None:  # type: ignore[override]
+        """One LAB/LAQ step; ``closure`` (optional) re-evaluates the loss and its gradients."""
+        return self._laq_step(closure)
+
+    def _laq_step(self, closure: Callable[[], Tensor] | None) -> Tensor | None:
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        self._adam_others()
+        group = self._group(quantized=True)
+        params = [p for p in group["params"] if p.grad is not None]
+        if not params:
+            return loss
+        lr, (beta1, beta2), eps = group["lr"], group["betas"], group["eps"]
+        old = self._levels(params)
+        for p in params:
+            st = self.state[p]
+            st["step"] += 1
+            bc1, bc2_sqrt = _bias_corrections(beta1, beta2, st["step"])
+            m, v, w = st["exp_avg"], st["exp_avg_sq"], st["w"]
+            m.lerp_(p.grad, 1 - beta1)
+            v.mul_(beta2).addcmul_(p.grad, p.grad, value=1 - beta2)
+            d = self._buffer(p, "d1")
+            torch.sqrt(v, out=d).div_(bc2_sqrt).add_(eps)  # lr * d_t
+            w.addcdiv_(m, d, value=-(lr / bc1)).clamp_(-1.0, 1.0)
+            self._requantize(p, d)
+        self._measure(params, old)
+        return loss
+
+    # --- building blocks shared with BLAQ ---------------------------------------------------
+
+    def _group(self, quantized: bool) -> dict[str, Any]:
+        for group in self.param_groups:
+            if group["quantized"] == quantized:
+                return group
+        return {"params": []}
+
+    def _buffer(self, p: Tensor, name: str) -> Tensor:
+        """A scratch tensor shaped like ``p`` (kept across steps: no allocation per step)."""
+        bufs = self._scratch.setdefault(id(p), {})
+        buf = bufs.get(name)
+        if buf is None:
+            buf = bufs[name] = torch.empty_like(p, memory_format=torch.preserve_format)
+        return buf
+
+    def _quantize(self, w: Tensor, d: Tensor | None, init: Tensor | None) -> tuple[Tensor, Tensor]:
+        """Call the scheme's solver directly: inputs are valid by construction, so skip the checks."""
+        return self._scheme.solve(w, d if self._scheme.loss_aware else None, self.bits, init)
+
+    def _requantize(self, p: Tensor, d: Tensor) -> None:
+        """w_hat = Q(w; d) with the previous levels as warm start, written into the parameter."""
+        st = self.state[p]
+        alpha, b = self._quantize(st["w"], d, st["b"])
+        st["alpha"], st["b"] = alpha, b
+        torch.mul(b, alpha, out=p)
+
+    def _levels(self, params: Sequence[Tensor]) -> list[tuple[Tensor, Tensor]] | None:
+        if self.zigzag is None:
+            return None
+        return [(self.state[p]["alpha"], self.state[p]["b"]) for p in params]
+
+    def _measure(self, params: Sequence[Tensor], old: list[tuple[Tensor, Tensor]] | None) -> None:
+        if self.zigzag is None or old is None:
+            return
+        first = self.quantized_params()[0]
+        self.zigzag.update(
+            [a for a, _ in old], [b for _, b in old],
+            [self.state[p]["alpha"] for p in params], [self.state[p]["b"] for p in params],
+            [self._level_steps] * len(params),
+            self.state[first]["w"] if params[0] is first else None,
+        )
+
+    def _adam_others(self) -> None:
+        """A plain Adam step (as torch.optim.Adam computes it) for every non-quantized parameter."""
+        group = self._group(quantized=False)
+        params = [p for p in group["params"] if p.grad is not None]
+        if not params:
+            return
+        lr, (beta1, beta2), eps = group["lr"], group["betas"], group["eps"]
+        grads, ms, vs, step_sizes, bc2_sqrts = [], [], [], [], []
+        for p in params:
+            st = self.state[p]
+            if not st:
+                st["step"] = 0
+                st["exp_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+                st["exp_avg_sq"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+            st["step"] += 1
+            bc1, bc2_sqrt = _bias_corrections(beta1, beta2, st["step"])
+            grads.append(p.grad)
+            ms.append(st["exp_avg"])
+            vs.append(st["exp_avg_sq"])
+            step_sizes.append(-(lr / bc1))
+            bc2_sqrts.append(bc2_sqrt)
+        torch._foreach_lerp_(ms, grads, 1 - beta1)
+        torch._foreach_mul_(vs, beta2)
+        torch._foreach_addcmul_(vs, grads, grads, 1 - beta2)
+        denom = torch._foreach_sqrt(vs)
+        torch._foreach_div_(denom, bc2_sqrts)
+        torch._foreach_add_(denom, eps)
+        torch._foreach_addcdiv_(params, ms, denom, step_sizes)
+
+    # --- checkpoints ------------------------------------------------------------------------
+
+    def state_dict(self) -> dict[str, Any]:
+        """Full-precision weights, moments, levels, step counts, epoch (and the zig-zag meter)."""
+        state = super().state_dict()
+        state["epoch"] = self.epoch
+        if self.zigzag is not None:
+            state["zigzag"] = self.zigzag.state_dict()
+        return state
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """Restore a ``state_dict()`` and write its quantized weights into the model's parameters."""
+        state_dict = dict(state_dict)
+        epoch = state_dict.pop("epoch", 0)
+        meter = state_dict.pop("zigzag", None)
+        for saved in state_dict.get("param_groups", []):
+            if saved.get("quantized") and (saved.get("scheme"), saved.get("bits")) != (
+                self._scheme.name, self.bits
+            ):
+                raise UserError(
+                    f"the checkpoint was saved with scheme {saved.get('scheme')!r} at "
+                    f"{saved.get('bits')} bits; build the optimizer with the same scheme and bits"
+                )
+        super().load_state_dict(state_dict)
+        self.epoch = epoch
+        self._scratch.clear()
+        params = self.quantized_params()
+        if self.zigzag is not None and meter is not None:
+            self.zigzag.load_state_dict(meter, device=params[0].device)
+        with torch.no_grad():
+            for p in params:
+                torch.mul(self.state[p]["b"], self.state[p]["alpha"], out=p)
+
+
+class BLAQ(LossAwareAdam):
+    """BLAQ: in every m-th epoch, one step forward to a trial point, then back from w_t (SPEC 3).
+
+    Active in epoch e (0-based, see ``set_epoch``) when ``(e + 1) % m == 0``; otherwise the step
+    is exactly LossAwareAdam's. An active step calls ``closure`` twice on the same batch: at w_hat_t
+    (the loss it returns, and the gradient that gives the non-quantized parameters their one Adam
+    step and the moments m_t, v_t), then at the trial point ``w_hat* = Q(clip(w_t - m_hat_t/d_t))``,
+    whose gradient g* continues the moments to m*, v* (bias-corrected as step t+1). Batch-norm
+    running statistics are restored after the trial pass. Then, from w_t,
+
+    - ``blend="moment"`` (default, our reading of the paper): ``g = a m_hat_t + (1-a) m_hat*``,
+      ``d = a d_t + (1-a) d*``, ``w_{t+1} = clip(w_t - g / d)``, ``w_hat_{t+1} = Q(w_{t+1}; d)``;
+      ``keep_moments="blended"`` (default) keeps ``m = a m_t + (1-a) m*`` and ``v`` likewise,
+      ``"current"`` keeps m_t, v_t;
+    - ``blend="gradient"``: the raw gradients are blended, ``g = a g_t + (1-a) g*``, and the step is
+      the plain LAQ step taken with g in place of g_t: m, v updated from m_{t-1}, v_{t-1} with g,
+      ``d = (eps + sqrt(v_hat)) / lr``, ``w_{t+1} = clip(w_t - m_hat / d)``, ``Q(w_{t+1}; d)``;
+      ``keep_moments="blended"`` keeps those m, v, ``"current"`` keeps m_t, v_t (from g_t alone).
+
+    With ``a = 1`` every choice reduces to the LAQ step, bit for bit.
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        scheme: str | Scheme = "lab",
+        bits: int = 1,
+        lr: float = 1e-3,
+        a: float = 0.6,
+        m: int = 5,
+        blend: str = "moment",
+        keep_moments: str = "blended",
+        betas: tuple[float, float] = (0.9, 0.999),
+        eps: float = 1e-8,
+        quantize_first: bool = True,
+        quantize_last: bool = True,
+        zigzag: bool | ZigZagMeter = False,
+    ) -> None:
+        if not 0.0 <= a <= 1.0:
+            raise UserError(f"a (the BLAQ blend) must lie in [0, 1], not {a}")
+        if isinstance(m, bool) or not isinstance(m, int) or m < 1:
+            raise UserError(f"m (the BLAQ period in epochs) must be a positive integer, not {m!r}")
+        if blend not in BLENDS:
+            raise UserError(f"blend must be one of {', '.join(BLENDS)}, not {blend!r}")
+        if keep_moments not in KEEP_MOMENTS:
+            raise UserError(
+                f"keep_moments must be one of {', '.join(KEEP_MOMENTS)}, not {keep_moments!r}"
+            )
+        super().__init__(model, scheme, bits, lr, betas, eps, quantize_first, quantize_last, zigzag)
+        self.a = float(a)
+        self.m = m
+        self.blend = blend
+        self.keep_moments = keep_moments
+
+    @property
+    def blaq_active(self) -> bool:
+        """Whether the current epoch takes two-stage steps."""
+        return (self.epoch + 1) % self.m == 0
+
+    @torch.no_grad()
+    def step(self, closure: Callable[[], Tensor] | None = None) -> Tensor | None:  # type: ignore[override]
+        """A LAQ step, or in an active epoch the look-ahead/backtrack step; returns the first loss."""
+        if not self.blaq_active:
+            return self._laq_step(closure)
+        if closure is None:
+            raise UserError(
+                "BLAQ needs a closure in its active epochs (it evaluates the batch twice): "
+                "call opt.step(closure) with a closure that zeroes grads, runs backward, returns the loss"
+            )
+        with torch.enable_grad():
+            loss = closure()
+        self._adam_others()
+        group = self._group(quantized=True)
+        params = [p for p in group["params"] if p.grad is not None]
+        if not params:
+            return loss
+        lr, (beta1, beta2), eps = group["lr"], group["betas"], group["eps"]
+        old = self._levels(params)
+        first_grads = [p.grad for p in params]
+        # forward (trial) stage: m_t, v_t, d_t into buffers; the state keeps m_{t-1}, v_{t-1}
+        for p, g in zip(params, first_grads, strict=True):
+            st = self.state[p]
+            st["step"] += 1
+            bc1, bc2_sqrt = _bias_corrections(beta1, beta2, st["step"])
+            m1, v1, d1, trial = (self._buffer(p, k) for k in ("m1", "v1", "d1", "trial"))
+            torch.lerp(st["exp_avg"], g, 1 - beta1, out=m1)
+            torch.mul(st["exp_avg_sq"], beta2, out=v1).addcmul_(g, g, value=1 - beta2)
+            torch.sqrt(v1, out=d1).div_(bc2_sqrt).add_(eps)
+            torch.addcdiv(st["w"], m1, d1, value=-(lr / bc1), out=trial).clamp_(-1.0, 1.0)
+            alpha, b = self._quantize(trial, d1, st["b"])
+            torch.mul(b, alpha, out=p)
+        self.zero_grad(set_to_none=True)
+        with _frozen_running_stats(self._batchnorms), torch.enable_grad():
+            closure()
+        # backtrack stage, from w_t
+        for p, g in zip(params, first_grads, strict=True):
+            if p.grad is None:
+                raise UserError(
+                    "the closure's second (trial) pass gave no gradient for a quantized weight; "
+                    "the closure must run loss.backward() every time it is called"
+                )
+            if self.blend == "moment":
+                d = self._backtrack_moment(p, p.grad, lr, beta1, beta2, eps)
+            else:
+                d = self._backtrack_gradient(p, g, p.grad, lr, beta1, beta2, eps)
+            self._requantize(p, d)
+        self._measure(params, old)
+        return loss
+
+    def _backtrack_moment(
+        self, p: Tensor, g_trial: Tensor, lr: float, beta1: float, beta2: float, eps: float
+    ) -> Tensor:
+        """Blend the bias-corrected first moments and the curvatures; returns lr * d_comb."""
+        st, a, t = self.state[p], self.a, self.state[p]["step"]
+        bc1, _ = _bias_corrections(beta1, beta2, t)
+        bc1_next, bc2_sqrt_next = _bias_corrections(beta1, beta2, t + 1)
+        m1, v1, d1, m2 = (self._buffer(p, k) for k in ("m1", "v1", "d1", "trial"))
+        v2 = self._buffer(p, "v2")
+        torch.lerp(m1, g_trial, 1 - beta1, out=m2)  # m*
+        torch.mul(v1, beta2, out=v2).addcmul_(g_trial, g_trial, value=1 - beta2)  # v*
+        if self.keep_moments == "blended":
+            torch.lerp(m1, m2, 1 - a, out=st["exp_avg"])
+            torch.lerp(v1, v2, 1 - a, out=st["exp_avg_sq"])
+        else:  # m_t, v_t move into the state (m1, v1 still name them below, read only)
+            self._swap_into_state(p)
+        torch.sqrt(v2, out=v2).div_(bc2_sqrt_next).add_(eps)  # lr * d*
+        d1.lerp_(v2, 1 - a)  # lr * d_comb
+        # a m1/bc1 + (1-a) m2/bc1_next = (s/bc1) lerp(m1, m2, (1-a) c / s), c = bc1/bc1_next
+        c = bc1 / bc1_next
+        s = a + (1 - a) * c
+        torch.lerp(m1, m2, (1 - a) * c / s, out=m2)
+        st["w"].addcdiv_(m2, d1, value=-(lr * s / bc1)).clamp_(-1.0, 1.0)
+        return d1
+
+    def _backtrack_gradient(
+        self, p: Tensor, g_first: Tensor, g_trial: Tensor, lr: float, beta1: float, beta2: float,
+        eps: float,
+    ) -> Tensor:
+        """Blend the raw gradients and take the LAQ step with the blend; returns lr * d."""
+        st, t = self.state[p], self.state[p]["step"]
+        bc1, bc2_sqrt = _bias_corrections(beta1, beta2, t)
+        g = torch.lerp(g_first, g_trial, 1 - self.a, out=self._buffer(p, "trial"))
+        m, v = st["exp_avg"], st["exp_avg_sq"]  # m_{t-1}, v_{t-1}: updated below with the blend
+        if self.keep_moments == "current":  # the state keeps m_t, v_t; m, v become scratch
+            self._swap_into_state(p)
+        m.lerp_(g, 1 - beta1)
+        v.mul_(beta2).addcmul_(g, g, value=1 - beta2)
+        d = torch.sqrt(v, out=self._buffer(p, "d1")).div_(bc2_sqrt).add_(eps)
+        st["w"].addcdiv_(m, d, value=-(lr / bc1)).clamp_(-1.0, 1.0)
+        return d
+
+
+    def _swap_into_state(self, p: Tensor) -> None:
+        """Exchange the state's moments with the m_t, v_t buffers (no copy)."""
+        st, bufs = self.state[p], self._scratch[id(p)]
+        st["exp_avg"], bufs["m1"] = bufs["m1"], st["exp_avg"]
+        st["exp_avg_sq"], bufs["v1"] = bufs["v1"], st["exp_avg_sq"]
+
+
+def _bias_corrections(beta1: float, beta2: float, step: int) -> tuple[float, float]:
+    """Adam's 1 - beta1^t and sqrt(1 - beta2^t), computed as torch.optim.Adam computes them."""
+    return 1 - beta1**step, (1 - beta2**step) ** 0.5
+
+
+@contextmanager
+def _frozen_running_stats(modules: Sequence[_BatchNorm]) -> Iterator[None]:
+    """Restore every buffer of the batch-norm modules on exit (the trial pass is a look-ahead)."""
+    saved = [(buf, buf.clone()) for module in modules for buf in module.buffers(recurse=False)]
+    try:
+        yield
+    finally:
+        for buf, copy in saved:
+            buf.copy_(copy)
+
+
