@@ -13,6 +13,7 @@ covers the preprocessing and the source files' sizes and times), written atomica
 
 from __future__ import annotations
 
+import copy
 import gzip
 import hashlib
 import json
@@ -29,10 +30,11 @@ from urllib.error import URLError
 import numpy as np
 import torch
 import torchvision
+from torchvision import transforms
 
 from benchmark.errors import UserError
-from benchmark.tasks.batches import Data
-from benchmark.tasks.preprocess import mean_centre, upsample
+from benchmark.tasks.batches import Data, DeviceLoader
+from benchmark.tasks.preprocess import ZCA, global_contrast_normalize, mean_centre, upsample
 from benchmark.tasks.registry import Profile
 
 CACHE_VERSION = 1
@@ -248,3 +250,293 @@ def load_mnist(profile: Profile, root: Path, download: bool, device: torch.devic
                 "note": "MNIST files not on disk: 3,500/500/1,000 stratified split of the 5,000 "
                         "embedded images (test is not the official MNIST test set); mean-centred"}
     return _finish(splits, profile, device, seed, {**info, "num_classes": 10, "cache_hit": hit})
+
+
+# --------------------------------------------------------------------------- CIFAR-10
+
+class _CIFAR10Files(torchvision.datasets.CIFAR10):
+    """torchvision's CIFAR-10 reader without the checksum test (structure is checked instead)."""
+
+    train_list = [[name, None] for name, _ in torchvision.datasets.CIFAR10.train_list]
+    test_list = [[name, None] for name, _ in torchvision.datasets.CIFAR10.test_list]
+    meta = {**torchvision.datasets.CIFAR10.meta, "md5": None}
+
+
+CIFAR10_FILES = tuple(n for n, _ in _CIFAR10Files.train_list + _CIFAR10Files.test_list) + ("batches.meta",)
+
+
+def _cifar_prep(splits: Splits) -> Splits:
+    """Global contrast normalisation of every image, then ZCA whitening fitted on the training split."""
+    gcn = {s: global_contrast_normalize(splits[f"x_{s}"]) for s in ("train", "val", "test")}
+    zca = ZCA.fit(gcn["train"])
+    return {**splits, **{f"x_{s}": zca(x) for s, x in gcn.items()}}
+
+
+def _read_cifar10(root: Path, folder: Path) -> Splits:
+    try:
+        train = _CIFAR10Files(str(root), train=True)
+        test = _CIFAR10Files(str(root), train=False)
+    except CORRUPT_ERRORS as err:
+        raise _corrupt("CIFAR-10", folder, err) from None
+    xs, ys = [], []
+    for ds in (train, test):
+        if len(ds.data) != len(ds.targets) or len(ds.data) == 0:
+            raise _corrupt("CIFAR-10", folder, ValueError(f"{len(ds.data)} images, {len(ds.targets)} labels"))
+        xs.append(torch.from_numpy(ds.data).permute(0, 3, 1, 2).contiguous())
+        ys.append(torch.tensor(ds.targets, dtype=torch.long))
+    n_val = len(xs[0]) // 10  # 5,000 of 50,000: the last tenth of the training batches
+    n_fit = len(xs[0]) - n_val
+    return _cifar_prep({"x_train": xs[0][:n_fit], "y_train": ys[0][:n_fit],
+                        "x_val": xs[0][n_fit:], "y_val": ys[0][n_fit:], "x_test": xs[1], "y_test": ys[1]})
+
+
+def load_cifar10(profile: Profile, root: Path, download: bool, device: torch.device, seed: int) -> Data:
+    """CIFAR-10, contrast-normalised and ZCA-whitened: 45k/5k/10k; a digits stand-in in quick/smoke if absent."""
+    folder = root / _CIFAR10Files.base_folder
+    if download:
+        try:
+            torchvision.datasets.CIFAR10(str(root), train=True, download=True)
+        except (RuntimeError, URLError, OSError) as err:
+            raise _download_failed("CIFAR-10", root, err) from None
+    present = [n for n in CIFAR10_FILES if (folder / n).exists()]
+    if present:
+        if len(present) < len(CIFAR10_FILES):
+            absent = ", ".join(n for n in CIFAR10_FILES if n not in present)
+            raise UserError(f"CIFAR-10 is incomplete under {folder}: {absent} missing; "
+                            "fetch it again with --download")
+        key = {"source": "torchvision-cifar10", "files": _stamp([folder / n for n in CIFAR10_FILES])}
+        splits, hit = cached(root, "cifar10", key, lambda: _read_cifar10(root, folder))
+        info = {"dataset": "CIFAR-10", "source": f"torchvision CIFAR-10 files under {folder}",
+                "stand_in": False, "note": "train/val = first 9/10 / last 1/10 of the training "
+                "batches; global contrast normalisation + ZCA fitted on train"}
+    else:
+        _missing(profile, f"CIFAR-10 not found at {folder}: pass --download (torchvision fetches "
+                          f"cifar-10-python.tar.gz) or unpack that archive under {root}")
+        splits, hit, label = _stand_in(root, "CIFAR-10", 3, 32, _cifar_prep)
+        info = {"dataset": "CIFAR-10", "source": label, "stand_in": True,
+                "note": f"{label}; 1,197/200/400 stratified; same preprocessing as CIFAR-10"}
+    return _finish(splits, profile, device, seed, {**info, "num_classes": 10, "cache_hit": hit})
+
+
+# --------------------------------------------------------------------------- SVHN
+
+class _SVHNFiles(torchvision.datasets.SVHN):
+    """torchvision's SVHN reader without the checksum test (structure is checked instead)."""
+
+    split_list = {k: [url, name, None] for k, (url, name, _) in torchvision.datasets.SVHN.split_list.items()}
+
+
+SVHN_SPLITS = ("train", "test", "extra")
+SVHN_VAL_PER_CLASS = {"train": 400, "extra": 200}  # 6,000 validation images, as in the maxout recipe
+
+
+def _svhn_val_mask(y: torch.Tensor, per_class: int) -> torch.Tensor:
+    """The first ``per_class`` images of every class (at most a tenth of the class) in file order."""
+    mask = torch.zeros(len(y), dtype=torch.bool)
+    for c in range(10):
+        idx = (y == c).nonzero().flatten()
+        mask[idx[:min(per_class, len(idx) // 10)]] = True
+    return mask
+
+
+def _read_svhn(folder: Path) -> Splits:
+    parts: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
+    for split in SVHN_SPLITS:
+        try:
+            ds = _SVHNFiles(str(folder), split=split)
+        except CORRUPT_ERRORS as err:
+            raise _corrupt("SVHN", folder / f"{split}_32x32.mat", err) from None
+        if ds.data.ndim != 4 or ds.data.shape[1:] != (3, 32, 32) or len(ds.data) != len(ds.labels):
+            raise _corrupt("SVHN", folder / f"{split}_32x32.mat",
+                           ValueError(f"images of shape {ds.data.shape}, {len(ds.labels)} labels"))
+        parts[split] = torch.from_numpy(np.ascontiguousarray(ds.data)), torch.from_numpy(ds.labels).long()
+    fit_x, fit_y, val_x, val_y = [], [], [], []
+    for split in ("train", "extra"):
+        x, y = parts[split]
+        val = _svhn_val_mask(y, SVHN_VAL_PER_CLASS[split])
+        fit_x.append(x[~val]), fit_y.append(y[~val]), val_x.append(x[val]), val_y.append(y[val])
+    return {"x_train": torch.cat(fit_x), "y_train": torch.cat(fit_y), "x_val": torch.cat(val_x),
+            "y_val": torch.cat(val_y), "x_test": parts["test"][0], "y_test": parts["test"][1]}
+
+
+def load_svhn(profile: Profile, root: Path, download: bool, device: torch.device, seed: int) -> Data:
+    """SVHN (train+extra minus 6k val / 6k / 26,032), contrast-normalised; a digits stand-in in quick/smoke if absent.
+
+    The cache holds the raw uint8 images (the .mat files are slow to read); contrast normalisation
+    is per image, so it runs on the device after the profile's subsets are taken.
+    """
+    folder = root / "svhn"
+    files = [folder / f"{s}_32x32.mat" for s in SVHN_SPLITS]
+    if download:
+        try:
+            for split in SVHN_SPLITS:
+                torchvision.datasets.SVHN(str(folder), split=split, download=True)
+        except (RuntimeError, URLError, OSError) as err:
+            raise _download_failed("SVHN", folder, err) from None
+    present = [f for f in files if f.exists()]
+    if present:
+        if len(present) < len(files):
+            absent = ", ".join(f.name for f in files if f not in present)
+            raise UserError(f"SVHN is incomplete under {folder}: {absent} missing; "
+                            "fetch it with --download")
+        splits, hit = cached(root, "svhn", {"source": "torchvision-svhn", "files": _stamp(files)},
+                             lambda: _read_svhn(folder))
+        info = {"dataset": "SVHN", "source": f"torchvision SVHN files under {folder}", "stand_in": False,
+                "note": "train+extra minus 400/200 per class (train/extra) for validation; test; "
+                        "global contrast normalisation"}
+    else:
+        _missing(profile, f"SVHN not found in {folder}: pass --download (torchvision fetches "
+                          "train_32x32.mat, test_32x32.mat, extra_32x32.mat) or put those files there")
+        splits, hit, label = _stand_in(root, "SVHN", 3, 32, lambda s: s)
+        info = {"dataset": "SVHN", "source": label, "stand_in": True,
+                "note": f"{label}; 1,197/200/400 stratified; same preprocessing as SVHN"}
+    return _finish(splits, profile, device, seed, {**info, "num_classes": 10, "cache_hit": hit},
+                   transform=global_contrast_normalize)
+
+
+# --------------------------------------------------------------------------- ImageNet
+
+def read_image(path: str) -> Any:
+    """An RGB PIL image; an unreadable file is a UserError naming it."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as img:
+            return img.convert("RGB")
+    except (OSError, UnidentifiedImageError, ValueError) as err:
+        raise UserError(f"image {path} is truncated or corrupt ({err}); replace it") from None
+
+
+def _imagenet_transforms(size: int) -> tuple[Callable, Callable]:
+    """Train: RandomResizedCrop + flip; test: Resize(size * 256/224) + CenterCrop; both normalised."""
+    norm = [transforms.ToTensor(), transforms.Normalize(IMAGENET_MEAN, IMAGENET_STD)]
+    train = transforms.Compose([transforms.RandomResizedCrop(size), transforms.RandomHorizontalFlip(), *norm])
+    test = transforms.Compose([transforms.Resize(round(size * 256 / 224)), transforms.CenterCrop(size), *norm])
+    return train, test
+
+
+def _imagenet_folders(root: Path) -> tuple[Path, Path] | None:
+    base = root / "imagenet"
+    if not base.exists():
+        return None
+    train, val = base / "train", base / "val"
+    for d in (train, val):
+        if not d.is_dir() or not any(p.is_dir() for p in d.iterdir()):
+            raise UserError(f"ImageNet folder {d} is missing or has no class folders; lay it out as "
+                            f"{base}/train/<wnid>/*.JPEG and {base}/val/<wnid>/*.JPEG")
+    return train, val
+
+
+def _imagenet_split(ds: torchvision.datasets.ImageFolder, n_classes: int, n_val: int | None,
+                    n_train: int | None) -> tuple[list[int], list[int]]:
+    """Indices of (train, val) among the first ``n_classes`` classes: per class, the last images
+    (sorted by name; at most a tenth of the class) are validation, the first ones training."""
+    by_class: dict[int, list[int]] = {}
+    for i, (_, c) in enumerate(ds.samples):
+        if c < n_classes:
+            by_class.setdefault(c, []).append(i)
+    val_per = -(-(n_val or 0) // n_classes)
+    train_per = None if n_train is None else -(-n_train // n_classes)
+    train, val = [], []
+    for idx in by_class.values():
+        k = min(val_per, len(idx) // 10)
+        fit = idx[:len(idx) - k]
+        train += fit if train_per is None else fit[:train_per]
+        val += idx[len(idx) - k:]
+    return train, val
+
+
+def _imagenet_test(ds: torchvision.datasets.ImageFolder, n_classes: int, n_test: int | None) -> list[int]:
+    per = None if n_test is None else -(-n_test // n_classes)
+    by_class: dict[int, list[int]] = {}
+    for i, (_, c) in enumerate(ds.samples):
+        if c < n_classes and (per is None or len(by_class.get(c, [])) < per):
+            by_class.setdefault(c, []).append(i)
+    return [i for idx in by_class.values() for i in idx]
+
+
+def _decode(ds: torchvision.datasets.ImageFolder, indices: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
+    """The images at ``indices`` through the dataset's transform, stacked, with their labels."""
+    xs = [ds[i][0] for i in indices]
+    ys = [ds.samples[i][1] for i in indices]
+    return torch.stack(xs), torch.tensor(ys, dtype=torch.long)
+
+
+def load_imagenet(profile: Profile, root: Path, download: bool, device: torch.device, seed: int) -> Data:
+    """ImageNet from ``<root>/imagenet/{train,val}/<wnid>/`` (ImageFolder); a digits stand-in in quick/smoke if absent.
+
+    Paper: streamed through DataLoaders (workers, pinned memory), RandomResizedCrop + flip for
+    training. Quick/smoke: the first ``num_classes`` classes, a subset decoded once through the
+    test transform at ``input_size`` and cached (no random crops).
+    """
+    size = profile.input_size or 224
+    folders = _imagenet_folders(root)
+    how = (f"download ILSVRC2012 by hand from image-net.org (registration needed; torchvision cannot "
+           f"fetch it) and lay it out as {root / 'imagenet'}/train/<wnid>/*.JPEG and "
+           f"{root / 'imagenet'}/val/<wnid>/*.JPEG")
+    if folders is None:
+        if download and profile.name == "paper":
+            raise UserError(f"ImageNet cannot be downloaded automatically: {how}")
+        _missing(profile, f"ImageNet not found at {root / 'imagenet'}: {how}")
+
+        def normalise(x: torch.Tensor) -> torch.Tensor:
+            mean = torch.tensor(IMAGENET_MEAN, device=x.device).view(1, 3, 1, 1)
+            std = torch.tensor(IMAGENET_STD, device=x.device).view(1, 3, 1, 1)
+            return (x / 255.0 - mean) / std
+
+        splits, hit, label = _stand_in(root, "ImageNet", 3, size, lambda s: s)
+        info = {"dataset": "ImageNet", "source": label, "stand_in": True,
+                "note": f"{label}; 10 classes, 1,197/200/400 stratified; ImageNet mean/std normalisation"}
+        return _finish(splits, profile, device, seed,
+                       {**info, "num_classes": 10, "cache_hit": hit}, transform=normalise)
+    train_dir, val_dir = folders
+    train_tf, test_tf = _imagenet_transforms(size)
+    try:
+        train_ds = torchvision.datasets.ImageFolder(str(train_dir), transform=train_tf, loader=read_image)
+        test_ds = torchvision.datasets.ImageFolder(str(val_dir), transform=test_tf, loader=read_image)
+    except (OSError, FileNotFoundError) as err:
+        raise UserError(f"ImageNet under {root / 'imagenet'} is unreadable ({err}); {how}") from None
+    n_classes = min(profile.num_classes, len(train_ds.classes))
+    fit_idx, val_idx = _imagenet_split(train_ds, n_classes, profile.n_val, profile.n_train)
+    test_idx = _imagenet_test(test_ds, n_classes, profile.n_test)
+    info = {"dataset": "ImageNet", "source": f"ImageFolder under {root / 'imagenet'}", "stand_in": False,
+            "num_classes": n_classes, "n_train": len(fit_idx), "n_val": len(val_idx), "n_test": len(test_idx),
+            "note": "validation = the last images of each training class; test = the official val set"}
+    val_ds = copy.copy(train_ds)
+    val_ds.transform = test_tf
+    if profile.name == "paper":
+        return _imagenet_streams(profile, device, seed, info, train_ds, val_ds, test_ds,
+                                 fit_idx, val_idx, test_idx)
+
+    def build() -> Splits:
+        fit_ds = copy.copy(train_ds)
+        fit_ds.transform = test_tf
+        out: Splits = {}
+        for name, ds, idx in (("train", fit_ds, fit_idx), ("val", val_ds, val_idx), ("test", test_ds, test_idx)):
+            out[f"x_{name}"], out[f"y_{name}"] = _decode(ds, idx)
+        return out
+
+    key = {"source": "imagefolder", "size": size, "classes": n_classes,
+           "files": _stamp([Path(train_ds.samples[i][0]) for i in fit_idx + val_idx]
+                           + [Path(test_ds.samples[i][0]) for i in test_idx])}
+    splits, hit = cached(root, "imagenet-subset", key, build)
+    info["note"] += f"; quick subset decoded once at {size}x{size} (resize + centre crop, no random crops)"
+    return _finish(splits, profile, device, seed, {**info, "cache_hit": hit})
+
+
+def _imagenet_streams(profile: Profile, device: torch.device, seed: int, info: dict[str, Any],
+                      train_ds: Any, val_ds: Any, test_ds: Any, fit_idx: list[int], val_idx: list[int],
+                      test_idx: list[int]) -> Data:
+    """DataLoaders over the ImageFolders: workers, pinned memory, a seeded shuffle for training."""
+    from torch.utils.data import DataLoader, Subset
+
+    common = {"num_workers": profile.num_workers, "pin_memory": device.type == "cuda"}
+    train = DataLoader(Subset(train_ds, fit_idx), batch_size=profile.batch_size, shuffle=True,
+                       drop_last=True, generator=torch.Generator().manual_seed(seed),
+                       persistent_workers=profile.num_workers > 0, **common)
+    val = DataLoader(Subset(val_ds, val_idx), batch_size=profile.eval_batch_size, **common)
+    test = DataLoader(Subset(test_ds, test_idx), batch_size=profile.eval_batch_size, **common)
+    info = {**info, "input_shape": [3, profile.input_size or 224, profile.input_size or 224],
+            "cache_hit": False}
+    return Data(train=DeviceLoader(train, device), val=DeviceLoader(val, device),
+                test=DeviceLoader(test, device), info=info)

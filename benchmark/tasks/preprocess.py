@@ -33,12 +33,13 @@ def global_contrast_normalize(x: torch.Tensor, scale: float = GCN_SCALE,
 class ZCA:
     """Zero-phase whitening x -> (x - mean) @ W, W = V diag(1/sqrt(lambda + bias)) V^T of the training covariance.
 
-    Fitted through a thin SVD of the centred training data, so a split with fewer images than
-    pixels costs O(n^2 d), not O(d^3); directions outside the training span get 1/sqrt(bias).
+    Fitted through the smaller of the Gram matrix (n x n) and the covariance (d x d), so a
+    split with fewer images than pixels costs O(n^2 d), not O(d^3); directions outside the
+    training span get the gain 1/sqrt(bias).
     """
 
     mean: torch.Tensor        # (d,)
-    basis: torch.Tensor       # (d, k): eigenvectors of the covariance with k = min(n, d)
+    basis: torch.Tensor       # (d, k): eigenvectors of the covariance with non-zero eigenvalues
     gains: torch.Tensor       # (k,): 1/sqrt(lambda + bias) - 1/sqrt(bias)
     floor: float              # 1/sqrt(bias): the gain of every other direction
 
@@ -49,10 +50,17 @@ class ZCA:
             raise ValueError(f"ZCA bias must be positive, not {bias}")
         x = train.reshape(len(train), -1).to(torch.float64)
         mean = x.mean(dim=0)
-        _, s, vh = torch.linalg.svd(x - mean, full_matrices=False)
-        eig = s.square() / len(x)
+        xc = x - mean
+        if len(x) < x.shape[1]:
+            sq, u = torch.linalg.eigh(xc @ xc.T)  # squared singular values, left vectors
+            keep = sq > sq.max().clamp_min(1e-300) * 1e-12
+            sq, basis = sq[keep], (xc.T @ u[:, keep]) / sq[keep].sqrt()
+        else:
+            sq, basis = torch.linalg.eigh(xc.T @ xc)
+            sq = sq.clamp_min(0)
         floor = bias ** -0.5
-        return cls(mean=mean, basis=vh.T.contiguous(), gains=(eig + bias).rsqrt() - floor, floor=floor)
+        gains = (sq / len(x) + bias).rsqrt() - floor
+        return cls(mean=mean, basis=basis.contiguous(), gains=gains, floor=floor)
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         """Whiten images of the fitted shape; float32 result of the input's shape."""
