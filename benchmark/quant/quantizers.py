@@ -15,6 +15,7 @@ Conventions shared by all schemes (they are the documented answers to degenerate
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -124,9 +125,16 @@ def quantize_with_levels(
     w = w.detach()
     d = _check_like("d (the curvature)", d, w)
     init = _check_like("init (the previous levels)", init, w)
-    if d is not None and (not sch.loss_aware or not bool(torch.any(d > 0))):
+    if w.numel() == 0:
+        return torch.zeros((), dtype=w.dtype, device=w.device), torch.zeros_like(w)
+    if d is not None and (not sch.loss_aware or not float(d.amax()) > 0):
         d = None
-    return sch.solve(w, d, bits, init)
+    if w.dtype in _FLOAT_LAYOUT:
+        return sch.solve(w, d, bits, init)
+    # half precision: solve in float32, return in the weight's dtype
+    d, init = (None if t is None else t.float() for t in (d, init))
+    alpha, b = sch.solve(w.float(), d, bits, init)
+    return alpha.to(w.dtype), b.to(w.dtype)
 
 
 @torch.no_grad()
@@ -137,12 +145,33 @@ def quantize(w: Tensor, scheme: str | Scheme, bits: int = 1, d: Tensor | None = 
 
 
 # --- solvers -------------------------------------------------------------------------------
+#
+# A solver gets a detached float32 or float64 tensor w with at least one element, d (same
+# shape, with a positive entry) or None, the bit width and init (or None), and returns
+# (alpha 0-dim, b). Sums over a whole tensor use torch.dot where speed matters (its float32
+# rounding, ~1e-5 relative on millions of weights, is far below anything training can see).
+
+_MAX_ROUNDS = 10  # alternation rounds of the iterative schemes (SPEC: at most 10)
+_ALPHA_RTOL = 1e-6  # ... or until alpha moves by less than this, relatively
+_SORT_BELOW = 1 << 15  # LAT exact sorts a candidate set this small directly
+_BUCKET_BITS = 11  # LAT exact on the CPU: buckets of 2^-11 relative width (top mantissa bits)
+_MAX_OCTAVES = 48  # ... values this many octaves below the largest share the lowest bucket
+_BLOCK = 1 << 18  # ... and sums them in float64 this many values at a time
+
+# per float dtype: the integer type of the same width, mantissa bits, exponent bias, unit roundoff
+_FLOAT_LAYOUT = {
+    torch.float32: (torch.int32, 23, 127, 2.0**-24),
+    torch.float64: (torch.int64, 52, 1023, 2.0**-53),
+}
 
 
 def _signs(w: Tensor) -> Tensor:
-    """sign(w) with sign(0) = +1 (binary levels)."""
-    one = torch.ones((), dtype=w.dtype, device=w.device)
-    return torch.where(w >= 0, one, -one)
+    """sign(w) with sign(0) = +1 (binary levels); -0.0 counts as 0."""
+    return torch.sign(w).add_(0.5).sign_()
+
+
+def _scalar(x: float, w: Tensor) -> Tensor:
+    return torch.tensor(x, dtype=w.dtype, device=w.device)
 
 
 def _bwn(w: Tensor, d: Tensor | None, bits: int, init: Tensor | None) -> tuple[Tensor, Tensor]:
@@ -151,18 +180,301 @@ def _bwn(w: Tensor, d: Tensor | None, bits: int, init: Tensor | None) -> tuple[T
 
 
 def _lab(w: Tensor, d: Tensor | None, bits: int, init: Tensor | None) -> tuple[Tensor, Tensor]:
-    """LAB: b = sign(w), alpha = sum(d |w|) / sum(d); with constant d this is BWN."""
+    """LAB: b = sign(w), alpha = sum(d |w|) / sum(d); with constant d this is BWN, bit for bit."""
     if d is None:
         return _bwn(w, d, bits, init)
-    a = w.abs().reshape(-1)
-    dd = d.reshape(-1)
-    return torch.dot(dd, a) / dd.sum(), _signs(w)
+    return w.abs().mul_(d).sum() / d.sum(), _signs(w)
 
+
+def _twn(w: Tensor, d: Tensor | None, bits: int, init: Tensor | None) -> tuple[Tensor, Tensor]:
+    """TWN: b = sign(w) where |w| > 0.7 mean |w| (else 0), alpha = mean |w| over that support."""
+    a = w.abs()
+    support = torch.sub(a, 0.7 * a.mean()).sign_().clamp_(min=0)  # 1 where |w| > delta, else 0
+    count = support.sum()
+    alpha = torch.where(count > 0, a.mul_(support).sum() / count, 0.0)  # 0 for an all-zero w
+    return alpha, support.copysign_(w)
+
+
+# LAT exact ------------------------------------------------------------------------------------
+#
+# Over the support S (b = sign(w) on S, 0 elsewhere) with its best alpha = sum_S d|w| / sum_S d,
+# the objective is sum d w^2 - score(S), score(S) = (sum_S d|w|)^2 / sum_S d. Given alpha, the
+# best support is {|w| > alpha/2}, a set of the largest |w|; so the optimum is the highest
+# scoring such prefix of |w| sorted in descending order, and that prefix is self-consistent
+# (its smallest |w| is above alpha/2 and the next one is not: its own rounding cannot score
+# higher). Only prefixes that end between two distinct values count (ties stay together), and
+# only prefixes of non-zero weights.
+
+
+def _best_prefix(
+    v: Tensor, dv: Tensor | None, above1: float = 0.0, above0: float = 0.0
+) -> tuple[Tensor, Tensor]:
+    """Best support among prefixes of the candidate magnitudes ``v`` (any order) with curvature ``dv``.
+
+    ``above1``/``above0`` are sum d|w| and sum d over the weights larger than every candidate
+    (always in the support). Returns (alpha, threshold): the support is {|w| >= threshold}.
+    Needs no host sync (the CUDA path).
+    """
+    v, order = torch.sort(v, descending=True)
+    f64 = torch.float64
+    if dv is None:
+        s1 = torch.cumsum(v, 0, dtype=f64)
+        s0 = torch.arange(1, v.numel() + 1, dtype=f64, device=v.device)
+    else:
+        dv = dv[order]
+        s1 = torch.cumsum(v * dv, 0, dtype=f64)
+        s0 = torch.cumsum(dv, 0, dtype=f64)
+    head = torch.zeros(1, dtype=f64, device=v.device)
+    s1 = torch.cat((head, s1)).add_(above1)  # s1[k], s0[k]: over the prefix of length k
+    s0 = torch.cat((head, s0)).add_(above0)
+    closed = torch.ones(v.numel() + 1, dtype=torch.bool, device=v.device)
+    closed[1:-1] = v[:-1] > v[1:]
+    closed[1:] &= v > 0
+    score = torch.where(closed & (s0 > 0), s1 * s1 / s0, -1.0)
+    k = torch.argmax(score)  # the first (shortest) of equal scores
+    ok = score[k] > 0
+    cut = torch.cat((torch.nextafter(v[:1], v.new_full((1,), float("inf"))), v))
+    alpha = torch.where(ok, s1[k] / s0[k], 0.0)
+    threshold = torch.where(ok, cut[k], float("inf"))
+    return alpha, threshold
+
+
+def _score_bound(s1: Tensor, s0: Tensor) -> Tensor:
+    """s1^2 / s0 for sums over a support, 0 for an empty support (s0 = 0)."""
+    return torch.where(s0 > 0, s1 * s1 / torch.where(s0 > 0, s0, 1.0), 0.0)
+
+
+def _bucket_sums(idx: Tensor, x: Tensor | None, nb: int) -> Tensor:
+    """Per-bucket sums of x (counts if None), accumulated in float64.
+
+    Converts in blocks: a float64 copy of a whole 4M-weight tensor is a fresh 32 MB allocation
+    that costs more (page faults) than the sums themselves.
+    """
+    if x is None:
+        return torch.bincount(idx, minlength=nb).to(torch.float64)
+    out = torch.zeros(nb, dtype=torch.float64, device=idx.device)
+    for ids, xs in zip(idx.split(_BLOCK), x.split(_BLOCK), strict=True):
+        out += torch.bincount(ids, xs.to(torch.float64), nb)
+    return out
+
+
+def _prune(a: Tensor, d: Tensor | None) -> tuple[Tensor, Tensor | None, float, float]:
+    """Shrink the candidate magnitudes ``a`` to the few values that can end the best prefix.
+
+    Buckets the values by their top mantissa bits (2^-11 relative width; the bit pattern of a
+    non-negative float is monotone in its value), scores every cut between buckets and bounds
+    from above the score of any cut inside a bucket, and keeps only the buckets whose bound
+    reaches the best cut (with a margin for the rounding of the float64 sums). Repeats with
+    finer buckets while many candidates are left. Returns the candidates (with their
+    curvature) and sum d|w| and sum d over the weights above them.
+    """
+    int_type, mantissa, _, _ = _FLOAT_LAYOUT[a.dtype]
+    f64 = torch.float64
+    margin = 1e-12 + 16 * a.numel() * 2.0**-53  # relative rounding of the sums and scores
+    above1 = above0 = 0.0
+    shift = mantissa - _BUCKET_BITS
+    while a.numel() > _SORT_BELOW:
+        bits = a.view(int_type)
+        lo_bits, hi_bits = (int(x) for x in torch.aminmax(bits))
+        base = max(lo_bits >> shift, (hi_bits >> shift) - (_MAX_OCTAVES << _BUCKET_BITS))
+        nb = (hi_bits >> shift) - base + 1
+        idx = torch.bitwise_right_shift(bits, shift).sub_(base).clamp_(min=0)
+        c1 = _bucket_sums(idx, a if d is None else torch.mul(d, a), nb)
+        c0 = _bucket_sums(idx, d, nb)
+        # s1[j], s0[j]: sum d|w| and sum d over the buckets >= j and above (j = 0..nb)
+        s1 = torch.cat((torch.cumsum(c1.flip(0), 0).flip(0), c1.new_zeros(1))).add_(above1)
+        s0 = torch.cat((torch.cumsum(c0.flip(0), 0).flip(0), c0.new_zeros(1))).add_(above0)
+        best = float(_score_bound(s1, s0).max())
+        # a cut inside bucket j: the buckets above it plus part of this one, whose values are
+        # below its top; the score is quasi-convex in the part taken, so an end bounds it
+        top = torch.arange(base + 1, base + nb + 1, dtype=torch.int64).bitwise_left_shift_(shift)
+        top = top.to(int_type).view(a.dtype).to(f64)
+        bound = torch.maximum(
+            _score_bound(s1[1:], s0[1:]), _score_bound(s1[1:] + top * c0, s0[1:] + c0)
+        )
+        keep = torch.nonzero(bound >= best * (1 - margin)).flatten()
+        j_lo, j_hi = int(keep.min()), int(keep.max())
+        above1, above0 = float(s1[j_hi + 1]), float(s0[j_hi + 1])
+        # positions with j_lo <= idx <= j_hi: clearing the sign bit of idx - j_lo makes the
+        # negative differences huge, so one comparison does
+        offset = idx.sub_(j_lo).bitwise_and_(torch.iinfo(int_type).max)
+        inside = torch.nonzero(offset <= j_hi - j_lo).flatten()
+        a = a[inside]
+        d = None if d is None else d[inside]
+        if shift == 0:
+            break
+        shift = max(0, shift - _BUCKET_BITS)
+    return a, d, above1, above0
+
+
+def _lat_exact(w: Tensor, d: Tensor | None, bits: int, init: Tensor | None) -> tuple[Tensor, Tensor]:
+    """LAT exact: the optimal ternary quantization, by the sorted-prefix method (O(n log n)).
+
+    On the CPU the sort is restricted to the candidates ``_prune`` leaves (a few thousand values
+    near the optimal threshold; a full sort of 4M values would take half a second); on CUDA
+    everything is sorted (fast there, and no host sync).
+    """
+    a = w.abs()
+    af = a.reshape(-1)
+    df = None if d is None else d.reshape(-1)
+    above1 = above0 = 0.0
+    if not w.is_cuda:
+        af, df, above1, above0 = _prune(af, df)
+    alpha, threshold = _best_prefix(af, df, above1, above0)
+    support = a.sub_(threshold).sign_().add_(1).clamp_(max=1)  # 1 where |w| >= threshold, else 0
+    return alpha.to(w.dtype), support.copysign_(w)
+
+
+# LAT approx and LAQ: alternation ------------------------------------------------------------
+#
+# Both half-steps lower the objective when the levels are rounded to the nearest (linear) level;
+# the log-domain rounding is not always the nearest level, so a round is kept only when it
+# lowers the objective. Without init the start is the curvature-blind scale
+# alpha0 = 4n / (2n + 1) * mean |w|, the optimal linear scale for uniformly distributed weights
+# (Glorot-uniform initialization); at 2 bits its threshold 2/3 mean |w| is close to TWN's 0.7.
+
+
+def _round_linear(w: Tensor, step: float, n: int, out: Tensor) -> Tensor:
+    """Level index round(clip(w / step, -n, n)): the nearest of the 2n + 1 levels, in steps."""
+    torch.mul(w, 1.0 / step, out=out)
+    return out.clamp_(-n, n).round_()
+
+
+def _round_log(w: Tensor, alpha: float, n: int, out: Tensor) -> Tensor:
+    """Log-domain rounding of x = w / alpha to sign(x) 2^e, e in {-(n-1), ..., 0}, or to 0.
+
+    e = floor(log2(sqrt(2) |x|)), clipped to [-(n-1), 0]: the nearest level in log2 of the
+    magnitude (2^k wins on [2^(k-1/2), 2^(k+1/2)), the boundary rounded once in the product
+    sqrt(2) |x|). The level is 0 when |x| < 2^-n, half the smallest level (as in ternary
+    rounding). Computed on the float bit pattern: the exponent field is floor(log2).
+    """
+    int_type, mantissa, bias, _ = _FLOAT_LAYOUT[w.dtype]
+    torch.mul(w, 1.0 / alpha, out=out).abs_()
+    # 1 where |x| >= 2^-n (biased exponent of |x| >= bias - n), else 0; at least 2^(1-bias)
+    keep = torch.bitwise_right_shift(out.view(int_type), mantissa)
+    keep.sub_(max(bias - n, 1) - 1).clamp_(0, 1)
+    level = out.mul_(math.sqrt(2.0)).view(int_type).bitwise_right_shift_(mantissa)
+    level.clamp_(bias - (n - 1), bias).bitwise_left_shift_(mantissa).mul_(keep)
+    return out.copysign_(w)
+
+
+def _fit(w: Tensor, d: Tensor | None, u: Tensor, tmp: Tensor | None) -> tuple[float, float]:
+    """(sum d w u, sum d u^2): the best scale for levels u is their ratio."""
+    if d is None:
+        num, den = torch.dot(w, u), torch.dot(u, u)
+    else:
+        torch.mul(d, u, out=tmp)
+        num, den = torch.dot(tmp, w), torch.dot(tmp, u)
+    num, den = torch.stack((num, den)).tolist()
+    return num, den
+
+
+def _score(num: float, den: float) -> float:
+    """How much the levels lower the objective below sum d w^2 with their best scale (> 0)."""
+    return num * num / den if num > 0 and den > 0 else 0.0
+
+
+def _alternate(
+    w: Tensor,
+    d: Tensor | None,
+    n: int,
+    start: Tensor | None,
+    project: Callable[..., Tensor],
+    unit: int,
+) -> tuple[float, Tensor | None]:
+    """Alternate scale = sum(d w u) / sum(d u^2) and u = project(w, scale) from ``start``.
+
+    Works in level units u = b * unit (unit = n for linear levels, so u is an integer; 1 for
+    log levels) and scale = alpha / unit. Returns (scale, u), or (0, None) when no levels with a
+    positive scale lower the objective (no non-zero weight with curvature).
+    """
+    tmp = None if d is None else torch.empty_like(w)
+    num = den = 0.0
+    if start is not None:
+        num, den = _fit(w, d, start, tmp)
+    if _score(num, den) == 0.0:  # no warm start, or a useless one
+        mean = float(w.abs().mean())
+        if mean == 0.0:
+            return 0.0, None
+        start = project(w, 4 * n / (2 * n + 1) * mean / unit, n, torch.empty_like(w))
+        num, den = _fit(w, d, start, tmp)
+        if _score(num, den) == 0.0:
+            return 0.0, None
+    u, spare = start, torch.empty_like(w)
+    scale, score = num / den, _score(num, den)
+    for _ in range(_MAX_ROUNDS):
+        v = project(w, scale, n, spare)
+        if torch.equal(v, u):
+            break
+        num, den = _fit(w, d, v, tmp)
+        if not _score(num, den) > score:
+            break
+        u, spare = v, u
+        previous, scale, score = scale, num / den, _score(num, den)
+        if abs(scale - previous) <= _ALPHA_RTOL * previous:
+            break
+    return scale, u
+
+
+def _laq_linear(w: Tensor, d: Tensor | None, bits: int, init: Tensor | None) -> tuple[Tensor, Tensor]:
+    """LAQ linear (and LAT approx at 2 bits): levels {0, +-1/n, ..., +-1}, n = 2^(bits-1) - 1."""
+    n = 2 ** (bits - 1) - 1
+    wf = w.reshape(-1)
+    df = None if d is None else d.reshape(-1)
+    start = None
+    if init is not None:
+        start = init.reshape(-1).mul(n).clamp_(-n, n).round_()
+    step, u = _alternate(wf, df, n, start, _round_linear, n)
+    if u is None:
+        return _scalar(0.0, w), torch.zeros_like(w)
+    b = u.view(w.shape) if n == 1 else u.div_(n).view(w.shape)
+    return _scalar(step * n, w), b
+
+
+def _laq_log(w: Tensor, d: Tensor | None, bits: int, init: Tensor | None) -> tuple[Tensor, Tensor]:
+    """LAQ log: levels {0, +-2^-(n-1), ..., +-1/2, +-1}, n = 2^(bits-1) - 1, log-domain rounding."""
+    n = 2 ** (bits - 1) - 1
+    wf = w.reshape(-1)
+    df = None if d is None else d.reshape(-1)
+    start = None
+    if init is not None:
+        start = _round_log(init.reshape(-1), 1.0, n, torch.empty_like(wf))
+    alpha, u = _alternate(wf, df, n, start, _round_log, 1)
+    if u is None:
+        return _scalar(0.0, w), torch.zeros_like(w)
+    return _scalar(alpha, w), u.view(w.shape)
+
+
+def _linear_levels(bits: int) -> list[float]:
+    n = 2 ** (bits - 1) - 1
+    return [k / n for k in range(n + 1)]
+
+
+def _log_levels(bits: int) -> list[float]:
+    n = 2 ** (bits - 1) - 1
+    return [0.0] + [2.0**-j for j in range(n)]
+
+
+def _laq_steps(bits: int) -> int:
+    return 2 ** (bits - 1) - 1
+
+
+_LAQ_BITS = (2, 3, 4, 5, 6, 7, 8)
 
 for _scheme in (
     Scheme("bwn", (1,), False, _bwn, lambda bits: (1.0,),
            description="binary, alpha = mean |w| (XNOR-Net BWN)"),
+    Scheme("twn", (2,), False, _twn, lambda bits: (0.0, 1.0),
+           description="ternary, threshold 0.7 mean |w| (TWN)"),
     Scheme("lab", (1,), True, _lab, lambda bits: (1.0,),
            description="binary, alpha = sum(d |w|) / sum(d) (loss-aware binarization)"),
+    Scheme("lat-exact", (2,), True, _lat_exact, lambda bits: (0.0, 1.0),
+           description="ternary, exact loss-aware optimum (sorted prefixes)"),
+    Scheme("lat-approx", (2,), True, _laq_linear, lambda bits: (0.0, 1.0),
+           description="ternary, loss-aware alternation from the previous levels"),
+    Scheme("laq-linear", _LAQ_BITS, True, _laq_linear, _linear_levels, _laq_steps,
+           description="2^bits - 1 evenly spaced levels, loss-aware alternation"),
+    Scheme("laq-log", _LAQ_BITS, True, _laq_log, _log_levels, _laq_steps,
+           description="0 and signed powers of two, loss-aware alternation, log-domain rounding"),
 ):
     register_scheme(_scheme)
