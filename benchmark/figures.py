@@ -130,10 +130,12 @@ def build_trajectories(grid: Grid, n_weights: int = 3) -> Figure:
                 continue
             it = trace["iteration"]
             for k in range(min(n_weights, len(WEIGHT_COLORS), trace["traj_w"].shape[1])):
-                top.plot(it, trace["traj_w"][:, k], color=palette[k], lw=0.8, alpha=0.55,
-                         label="full-precision w" if k == 0 else None)
-                top.step(it, trace["traj_w_hat"][:, k], where="post", color=palette[k], lw=1.4,
-                         label="quantized ŵ" if k == 0 else None)
+                top.plot(it, trace["traj_w"][:, k], color=palette[k], lw=0.8, alpha=0.55)
+                top.step(it, trace["traj_w_hat"][:, k], where="post", color=palette[k], lw=1.4)
+            # legend entries in grey: the colours tell the weights apart, the style w from ŵ
+            top.plot([], [], color="#777777", lw=0.8, alpha=0.7,
+                     label="full-precision w (a colour per weight)")
+            top.step([], [], color="#777777", lw=1.4, label="quantized ŵ")
             cos = np.asarray(trace.get("cosine", []), dtype=float)
             if cos.size:
                 bottom.plot(it[: cos.size], cos, color="#9bbbd9", lw=0.5, label="per iteration")

@@ -199,7 +199,8 @@ class Beats:
     unit: str = "points"
 
     def __call__(self, grid: Grid) -> str:
-        head = f"{self.claim}:"
+        task = self.better.get("task")
+        head = f"On {task_label(task)}, {self.claim}:" if task else f"{self.claim}:"
         win, lose = grid.select(**self.better), grid.select(**self.worse)
         if len(win) != 1 or len(lose) != 1:
             return f"{head} cannot tell: the {grid.profile} grid does not hold both settings."
@@ -209,13 +210,14 @@ class Beats:
         if diff.size == 0:
             return f"{head} cannot tell: no seed completed for both."
         mean = float(diff.mean())
+        unit = f" {self.unit}" if self.unit else ""
         d = 2 if self.metric == "test_acc" else _decimals_for(mean)
         if diff.size >= 2:
             std = float(diff.std(ddof=1))
-            by = f"{abs(mean):.{d}f} ± {std:.{d}f} {self.unit} (paired over {diff.size} seeds)"
+            by = f"{abs(mean):.{d}f} ± {std:.{d}f}{unit} (paired over {diff.size} seeds)"
             noise = " — within the seed spread" if abs(mean) <= std else ""
         else:
-            by = f"{abs(mean):.{d}f} {self.unit} (1 seed, no spread)"
+            by = f"{abs(mean):.{d}f}{unit} (1 seed, no spread)"
             noise = ""
         verdict = "yes, by" if mean > 0 else "no, it trails by" if mean < 0 else "no, a tie at"
         text = f"{head} {verdict} {by}{noise}."

@@ -3,6 +3,7 @@ LaTeX well-formedness, and the golden tables rendered from the committed run sto
 
 import math
 import re
+from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
@@ -230,3 +231,48 @@ def test_sensitivity_and_zigzag_layouts(tmp_path):
     assert "0.00500 ± 0.00141" in row  # oscillation frequency: values / 1000
     assert "-0.0500 ± 0.0141" in row   # update cosine: -values / 100
     assert "Paper (%)" not in md
+
+
+# ---------------------------------------------------------------------------------------------
+# golden tables from the committed miniature store (real smoke runs; tests/data/make_store.py
+# regenerates the store and these files; review their diff when it does)
+
+DATA = Path(__file__).parent / "data"
+TABLES = [f"table{n}" for n in range(1, 7)]
+
+
+@pytest.mark.parametrize("key", TABLES)
+def test_tables_match_the_goldens(key, tmp_path, monkeypatch):
+    from benchmark.specs import SPECS
+
+    monkeypatch.chdir(DATA)
+    out = SPECS[key].render("store", "smoke", (0, 1), out_root=tmp_path)
+    assert [p.name for p in out.paths] == [f"{key}.md", f"{key}.csv", f"{key}.tex"]
+    for path in out.paths:
+        assert path.read_text() == (DATA / "golden" / path.name).read_text(), path.name
+    assert out.text == (DATA / "golden" / f"{key}.md").read_text()
+    assert_valid_booktabs(out.paths[2].read_text())
+
+
+def test_goldens_show_the_failed_and_the_missing_run():
+    md = (DATA / "golden" / "table3.md").read_text()
+    lenet = [ln for ln in md.splitlines() if ln.startswith("| MNIST LeNet5")]
+    assert "(missing 1/2)" in lenet[0] and "(failed 1/2)" in lenet[1]
+    csv = pd.read_csv(DATA / "golden" / "table3.csv")
+    assert csv.n_failed.sum() == 1 and csv.n_missing.sum() == 1
+
+
+def test_golden_cells_are_the_store_arithmetic():
+    """Every CSV mean/std/n equals a direct computation from the store's run.json files."""
+    import json
+
+    csv = pd.read_csv(DATA / "golden" / "table2.csv")
+    for _, row in csv.iterrows():
+        accs = []
+        for rid in row.run_ids.split():
+            run = json.loads((DATA / "store" / rid / "run.json").read_text())
+            if run["status"] == "COMPLETED":
+                accs.append(run["result"]["test_acc"])
+        assert row.n == len(accs)
+        assert row["mean"] == pytest.approx(round(float(np.mean(accs)), 4), abs=1e-9)
+        assert row["std"] == pytest.approx(round(float(np.std(accs, ddof=1)), 4), abs=1e-9)
