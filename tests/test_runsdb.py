@@ -178,3 +178,29 @@ def test_completed_run_with_half_written_metrics_is_incomplete(store):
     (store / "aaaa000000000001" / "metrics.json").write_text('{"train_loss": {"st')
     row = load_runs(store).set_index("run_id").loc["aaaa000000000001"]
     assert row.status == "incomplete" and np.isnan(row.test_acc)
+
+
+def test_the_committed_store_of_real_runs_reads_back():
+    """The runner's real output (tests/data/store): ids match configs, results and metrics load."""
+    from pathlib import Path
+
+    from benchmark.config import RunConfig
+
+    store = Path(__file__).parent / "data" / "store"
+    runs = load_runs(store)
+    assert set(runs.status) == {"completed", "failed"}
+    failed = runs[runs.status == "failed"]
+    assert len(failed) == 1 and "diverged" in failed.fail_reason.iloc[0]
+    fields = ["task", "method", "bits", "scheme", "a", "m", "blend", "keep_moments",
+              "lr_schedule", "quantize_first", "quantize_last", "profile", "epochs", "seed"]
+    for _, row in runs.iterrows():
+        config = {k: (None if pd.isna(row[k]) else row[k]) for k in fields}
+        config = {k: (int(v) if k in ("bits", "m", "epochs", "seed") and v is not None else v)
+                  for k, v in config.items()}
+        assert RunConfig(**config, extra={}).run_id == row.run_id
+    done = runs[runs.status == "completed"]
+    assert done.test_acc.between(0, 100).all() and done.train_time_s.gt(0).all()
+    assert done.dataset.notna().all() and done.code_version.notna().all()
+    metrics = load_metrics(store, done.run_id, ["train_loss", "test_acc"])
+    per_run = metrics.groupby(["run_id", "metric"]).step.apply(list)
+    assert all(steps == [1, 2] for steps in per_run)  # two smoke epochs, 1-based
