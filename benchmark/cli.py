@@ -210,7 +210,8 @@ def _reproduce(args: argparse.Namespace) -> int:
     counts = plan.counts()
     print(f"{names} ({args.profile}): {counts['total']} runs, {counts['cached']} cached, "
           f"{len(plan.to_run)} to run ({counts['resume']} resume), {counts['failed']} failed"
-          + (f"; {min(jobs, len(plan.to_run))} jobs x {threads} threads" if plan.to_run else ""),
+          + (f"; {min(jobs, len(plan.to_run))} jobs x {threads} thread{'s' if threads > 1 else ''}"
+             if plan.to_run else ""),
           flush=True)
     report = grid.execute(plan, jobs=jobs, threads=threads, data_root=args.data_root,
                           device=device, download=args.download, progress=True)
@@ -269,13 +270,18 @@ def _dry_run_text(plan: Any, names: str, jobs: int, threads: int, args: argparse
     lines.append(f"{c['total']} runs: {c['cached']} cached, {c['run']} to run, {c['resume']} to "
                  f"resume, {c['retry']} failed to retry, {c['failed']} failed (kept; "
                  f"--retry-failed reruns them)")
-    if plan.to_run:
+    if plan.to_run and not est:
+        lines.append("estimate: none (no past runs of these settings in the store, and the task "
+                     "profiles give no est_seconds)")
+    elif plan.to_run:
         total = sum(s for s, _ in est.values())
         workers = min(jobs, len(plan.to_run))
+        unknown = len(plan.to_run) - len(est)
         lines.append(f"estimate: {_duration(total)} of runs; with {workers} jobs x {threads} "
-                     f"threads about {_duration(total / workers)} (per-run times from past runs in "
-                     f"the store where there are some, else the task profiles' single-thread "
-                     f"est_seconds)")
+                     f"thread{'s' if threads > 1 else ''} about {_duration(total / workers)} "
+                     f"(per-run times from past runs in the store where there are some, else the "
+                     f"task profiles' single-thread est_seconds)"
+                     + (f"; {unknown} runs without an estimate" if unknown else ""))
     lines.append("nothing was trained or written (dry run)")
     return "\n".join(lines)
 
@@ -295,7 +301,7 @@ def list_text(profile: str = "quick") -> str:
         out.append(f"  {spec.kind} {spec.number}  [{spec.key}]  {spec.title}  ({n} runs)")
         out.append(f"      paper: {spec.paper}")
         out.append(f"      shows: {spec.description}")
-    out.append("\nMethods (--list of the method registry; bits a method supports):")
+    out.append("\nMethods (bits each supports):")
     for m in METHODS.values():
         out.append(f"  {m.name:<5} {m.label:<15} bits {','.join(map(str, m.bits)):<16} {m.description}")
     out.append("\nTasks (a/m: BLAQ's default blend and period; per profile: epochs, batch, "

@@ -23,13 +23,14 @@ import sys
 import threading
 import time
 from collections import deque
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from multiprocessing import connection, get_context
 from pathlib import Path
 from typing import Any, Protocol
 
 from benchmark.config import RunConfig
+from benchmark.errors import UserError
 from benchmark.store import check_store, open_store, read_run, run_dir, run_status
 
 STOP_GRACE_S = 60.0  # how long a stopped worker may take to record its interrupted run
@@ -136,6 +137,7 @@ def estimate_seconds(runs: Sequence[GridRun], runs_dir: str | Path) -> dict[str,
 
     Past completed runs in the store with the same task, profile, method and bits give their mean
     training time ("store"); otherwise the task profile's single-thread ``est_seconds`` ("profile").
+    Runs with neither are left out.
     """
     from benchmark.tasks import get_task
 
@@ -152,10 +154,11 @@ def estimate_seconds(runs: Sequence[GridRun], runs_dir: str | Path) -> dict[str,
     for r in runs:
         c = r.config
         seconds = past.get((c.task, c.profile, c.method, c.bits))
+        profile_seconds = get_task(c.task).profile(c.profile).est_seconds
         if seconds is not None:
             out[r.run_id] = (seconds, "store")
-        else:
-            out[r.run_id] = (float(get_task(c.task).profile(c.profile).est_seconds), "profile")
+        elif profile_seconds is not None:
+            out[r.run_id] = (float(profile_seconds), "profile")
     return out
 
 
@@ -280,6 +283,7 @@ def execute(
     pool = _WorkerPool(threads, run_kwargs)
     try:
         pool.run(min(jobs, total), todo, note)
+        pool.close()
     except BaseException:
         pool.stop()
         raise
@@ -293,12 +297,19 @@ def execute(
 class _Worker:
     process: Any
     conn: connection.Connection
+    ready: bool = False
     run: GridRun | None = None
     started: float = 0.0
 
 
 class _WorkerPool:
-    """Long-lived spawned worker processes, each running one config at a time."""
+    """Long-lived spawned worker processes, each running one config at a time.
+
+    Protocol on each worker's pipe: the parent sends a RunConfig (or None: exit); the worker
+    sends ``{"ready": True}`` once it has imported the run module, then one dict per config:
+    ``{"status", "reason"}`` (completed | cached | failed | busy), or ``{"user_error": msg}``
+    for bad input, which stops the grid; ``{"error": msg}`` if it cannot start at all.
+    """
 
     def __init__(self, threads: int, run_kwargs: dict[str, Any]) -> None:
         self.ctx = get_context("spawn")
@@ -325,38 +336,57 @@ class _WorkerPool:
             busy = [w for w in self.workers if w.run is not None]
             ready = connection.wait([w.conn for w in busy] + [w.process.sentinel for w in busy])
             for w in busy:
-                if w.conn in ready or w.conn.poll():
-                    try:
-                        msg = w.conn.recv()
-                    except (EOFError, OSError):
-                        msg = None
-                    if msg is not None:
-                        note(RunResult(w.run, msg["status"], msg.get("reason"),
-                                       time.monotonic() - w.started))
-                        self._assign(w, todo)
-                        continue
-                if w.process.sentinel in ready or not w.process.is_alive():
-                    w.process.join()
-                    note(RunResult(w.run, "failed",
-                                   f"worker process died ({_describe_exit(w.process.exitcode)})",
-                                   time.monotonic() - w.started))
-                    w.conn.close()
-                    if todo:  # replace it and carry on with the rest of the grid
-                        self.workers[self.workers.index(w)] = nw = self._start()
-                        self._assign(nw, todo)
-                    else:
-                        w.run = None
-        for w in self.workers:
-            with contextlib.suppress(OSError):
-                w.conn.send(None)
-        for w in self.workers:
-            w.process.join(timeout=STOP_GRACE_S)
+                msg = _receive(w.conn) if w.conn in ready else None
+                if msg is None and w.process.sentinel in ready:
+                    msg = _receive(w.conn)  # a message sent just before it exited comes first
+                if msg is not None:
+                    self._handle(w, msg, todo, note)
+                elif w.process.sentinel in ready:
+                    self._died(w, todo, note)
+
+    def _handle(self, w: _Worker, msg: dict[str, Any], todo: deque[GridRun], note: Any) -> None:
+        if "ready" in msg:
+            w.ready = True
+            w.started = time.monotonic()  # a run's time does not include its worker's start-up
+        elif "error" in msg:
+            raise UserError(f"a grid worker could not start: {msg['error']}")
+        elif "user_error" in msg:
+            raise UserError(msg["user_error"])
+        else:
+            note(RunResult(w.run, msg["status"], msg.get("reason"), time.monotonic() - w.started))
+            self._assign(w, todo)
+
+    def _died(self, w: _Worker, todo: deque[GridRun], note: Any) -> None:
+        w.process.join()
+        how = _describe_exit(w.process.exitcode)
+        w.conn.close()
+        if not w.ready:
+            raise UserError(
+                f"a grid worker process exited while starting ({how}); a script that calls "
+                "benchmark.grid.execute must guard its entry point with `if __name__ == '__main__':`")
+        note(RunResult(w.run, "failed", f"worker process died ({how})", time.monotonic() - w.started))
+        if todo:  # replace it and carry on with the rest of the grid
+            self.workers[self.workers.index(w)] = nw = self._start()
+            self._assign(nw, todo)
+        else:
+            w.run = None
 
     def _assign(self, w: _Worker, todo: deque[GridRun]) -> None:
         w.run = todo.popleft() if todo else None
         if w.run is not None:
             w.started = time.monotonic()
             w.conn.send(w.run.config)
+        else:
+            with contextlib.suppress(OSError):
+                w.conn.send(None)
+
+    def close(self) -> None:
+        """Wait for the idle workers to exit (each was sent None)."""
+        for w in self.workers:
+            w.process.join(timeout=STOP_GRACE_S)
+            if w.process.is_alive():
+                w.process.kill()
+                w.process.join()
 
     def stop(self) -> None:
         """Interrupt every worker's run (recorded as interrupted, resumable) and wait for them."""
@@ -375,6 +405,14 @@ class _WorkerPool:
                     w.process.join()
 
 
+def _receive(conn: connection.Connection) -> dict[str, Any] | None:
+    """The next message on a worker's pipe, or None when there is none (or the pipe closed)."""
+    try:
+        return conn.recv() if conn.poll() else None
+    except (EOFError, OSError):
+        return None
+
+
 def _describe_exit(code: int | None) -> str:
     if code is not None and code < 0:
         with contextlib.suppress(ValueError):
@@ -383,7 +421,7 @@ def _describe_exit(code: int | None) -> str:
 
 
 @contextlib.contextmanager
-def _sigint_ignored():
+def _sigint_ignored() -> Iterator[None]:
     """Ignore SIGINT while a child is spawned, so it inherits the ignored disposition."""
     if threading.current_thread() is not threading.main_thread():
         yield
@@ -422,21 +460,32 @@ def _worker_main(conn: connection.Connection, parent_pid: int, threads: int,
     devnull = os.open(os.devnull, os.O_WRONLY)
     os.dup2(devnull, 1)
     os.dup2(devnull, 2)
+    from tqdm import tqdm
+
+    # tqdm's default lock is a named semaphore (a resource the exit below would leak); a worker
+    # shares no progress bar with other processes, so a thread lock does
+    tqdm.set_lock(threading.RLock())
     try:
         _die_with_parent(parent_pid)
-        while True:
-            config = conn.recv()
-            if config is None:
-                return
+        try:
+            from benchmark.run import run_config
+        except Exception as err:
+            conn.send({"error": f"cannot import benchmark.run: {type(err).__name__}: {err}"})
+            os._exit(1)
+        conn.send({"ready": True})
+        while (config := conn.recv()) is not None:
             try:
-                from benchmark.run import run_config
-
                 out = run_config(config, threads=threads, progress=False, **run_kwargs)
                 msg = {"status": out.status, "reason": out.reason}
+            except UserError as err:
+                msg = {"user_error": str(err)}
             except Exception as err:  # one broken run must not stop the grid: report it
                 text = str(err).strip().splitlines()
                 msg = {"status": "failed",
                        "reason": f"{type(err).__name__}: {text[-1] if text else ''}".rstrip(": ")}
             conn.send(msg)
     except (KeyboardInterrupt, EOFError, OSError):
-        return
+        pass
+    # Skip the interpreter's teardown of torch (seconds): what the runs wrote is already on disk,
+    # written atomically, and nothing else in this process needs flushing.
+    os._exit(0)
