@@ -230,7 +230,7 @@ def _best_prefix(
     closed = torch.ones(v.numel() + 1, dtype=torch.bool, device=v.device)
     closed[1:-1] = v[:-1] > v[1:]
     closed[1:] &= v > 0
-    score = torch.where(closed & (s0 > 0), s1 * s1 / s0, -1.0)
+    score = torch.where(closed & (s0 > 0), _score_bound(s1, s0, s1[-1], s0[-1]), -1.0)
     k = torch.argmax(score)  # the first (shortest) of equal scores
     ok = score[k] > 0
     cut = torch.cat((torch.nextafter(v[:1], v.new_full((1,), float("inf"))), v))
@@ -239,8 +239,10 @@ def _best_prefix(
     return alpha, threshold
 
 
-def _score_bound(s1: Tensor, s0: Tensor) -> Tensor:
-    """s1^2 / s0 for sums over a support, 0 for an empty support (s0 = 0)."""
+def _score_bound(s1: Tensor, s0: Tensor, r1: Tensor | float, r0: Tensor | float) -> Tensor:
+    """(s1/r1)^2 / (s0/r0): the score s1^2 / s0 in units that cannot underflow; 0 if s0 = 0."""
+    s1 = s1 / (r1.clamp(min=1e-300) if isinstance(r1, Tensor) else r1)
+    s0 = s0 / (r0.clamp(min=1e-300) if isinstance(r0, Tensor) else r0)
     return torch.where(s0 > 0, s1 * s1 / torch.where(s0 > 0, s0, 1.0), 0.0)
 
 
@@ -284,13 +286,17 @@ def _prune(a: Tensor, d: Tensor | None) -> tuple[Tensor, Tensor | None, float, f
         # s1[j], s0[j]: sum d|w| and sum d over the buckets >= j and above (j = 0..nb)
         s1 = torch.cat((torch.cumsum(c1.flip(0), 0).flip(0), c1.new_zeros(1))).add_(above1)
         s0 = torch.cat((torch.cumsum(c0.flip(0), 0).flip(0), c0.new_zeros(1))).add_(above0)
-        best = float(_score_bound(s1, s0).max())
+        r1, r0 = float(s1[0]), float(s0[0])
+        if not r1 > 0:  # no weight with curvature is non-zero: nothing beats the empty support
+            return a[:0], None if d is None else d[:0], 0.0, 0.0
+        best = float(_score_bound(s1, s0, r1, r0).max())
         # a cut inside bucket j: the buckets above it plus part of this one, whose values are
         # below its top; the score is quasi-convex in the part taken, so an end bounds it
         top = torch.arange(base + 1, base + nb + 1, dtype=torch.int64).bitwise_left_shift_(shift)
         top = top.to(int_type).view(a.dtype).to(f64)
         bound = torch.maximum(
-            _score_bound(s1[1:], s0[1:]), _score_bound(s1[1:] + top * c0, s0[1:] + c0)
+            _score_bound(s1[1:], s0[1:], r1, r0),
+            _score_bound(s1[1:] + top * c0, s0[1:] + c0, r1, r0),
         )
         keep = torch.nonzero(bound >= best * (1 - margin)).flatten()
         j_lo, j_hi = int(keep.min()), int(keep.max())
@@ -320,6 +326,8 @@ def _lat_exact(w: Tensor, d: Tensor | None, bits: int, init: Tensor | None) -> t
     above1 = above0 = 0.0
     if not w.is_cuda:
         af, df, above1, above0 = _prune(af, df)
+        if af.numel() == 0:
+            return _scalar(0.0, w), torch.zeros_like(w)
     alpha, threshold = _best_prefix(af, df, above1, above0)
     support = a.sub_(threshold).sign_().add_(1).clamp_(max=1)  # 1 where |w| >= threshold, else 0
     return alpha.to(w.dtype), support.copysign_(w)
@@ -369,9 +377,18 @@ def _fit(w: Tensor, d: Tensor | None, u: Tensor, tmp: Tensor | None) -> tuple[fl
     return num, den
 
 
-def _score(num: float, den: float) -> float:
-    """How much the levels lower the objective below sum d w^2 with their best scale (> 0)."""
-    return num * num / den if num > 0 and den > 0 else 0.0
+def _better(num: float, den: float, than: tuple[float, float]) -> bool:
+    """Whether levels with sums (num, den) lower the objective more than those with ``than``.
+
+    The objective is sum d w^2 - num^2 / den (for num, den > 0); compared as ratios, which
+    cannot underflow for tiny weights.
+    """
+    if not (num > 0 and den > 0):
+        return False
+    num0, den0 = than
+    if not (num0 > 0 and den0 > 0):
+        return True
+    return (num / num0) * (num / num0) > den / den0
 
 
 def _alternate(
@@ -389,28 +406,27 @@ def _alternate(
     positive scale lower the objective (no non-zero weight with curvature).
     """
     tmp = None if d is None else torch.empty_like(w)
-    num = den = 0.0
-    if start is not None:
-        num, den = _fit(w, d, start, tmp)
-    if _score(num, den) == 0.0:  # no warm start, or a useless one
+    nothing = (0.0, 0.0)
+    fit = nothing if start is None else _fit(w, d, start, tmp)
+    if not _better(*fit, than=nothing):  # no warm start, or a useless one
         mean = float(w.abs().mean())
         if mean == 0.0:
             return 0.0, None
         start = project(w, 4 * n / (2 * n + 1) * mean / unit, n, torch.empty_like(w))
-        num, den = _fit(w, d, start, tmp)
-        if _score(num, den) == 0.0:
+        fit = _fit(w, d, start, tmp)
+        if not _better(*fit, than=nothing):
             return 0.0, None
     u, spare = start, torch.empty_like(w)
-    scale, score = num / den, _score(num, den)
+    scale = fit[0] / fit[1]
     for _ in range(_MAX_ROUNDS):
         v = project(w, scale, n, spare)
         if torch.equal(v, u):
             break
-        num, den = _fit(w, d, v, tmp)
-        if not _score(num, den) > score:
+        new_fit = _fit(w, d, v, tmp)
+        if not _better(*new_fit, than=fit):
             break
-        u, spare = v, u
-        previous, scale, score = scale, num / den, _score(num, den)
+        u, spare, fit = v, u, new_fit
+        previous, scale = scale, fit[0] / fit[1]
         if abs(scale - previous) <= _ALPHA_RTOL * previous:
             break
     return scale, u
