@@ -4,11 +4,13 @@ Profiles: ``paper`` is the paper's setting; ``quick`` runs in well under a minut
 thread (narrower models, subsets, at least 10 epochs so that BLAQ's period gives active
 epochs); ``smoke`` runs in seconds, for tests.
 
-``est_seconds`` (for the grid's time estimates) were measured on the development CPU, one
-thread: quick and smoke are the CPU time of a whole 1-bit BLAQ run through ``benchmark.run``
-with the data cache warm (fp and LAQ runs took 0.5-0.95x that, 2-bit LAT runs up to 1.3x; add
-a few seconds per process for imports); paper is extrapolated from timed Adam steps at the
-paper's batch size on random inputs (quantizer overhead and data loading not included).
+``est_seconds`` (for the grid's time estimates) is plain Adam, measured on the development
+CPU with one thread: for quick and smoke, the CPU time of a whole full-precision run through
+``benchmark.run`` with the data cache warm (process start-up and imports not included); for
+paper, an extrapolation from timed Adam steps at the paper's batch size on random inputs
+(data loading not included). Quantized runs cost more: measured quick LAQ 1-bit runs took
+1.0-1.25x the fp time on the conv nets and 2.1x on the MLP (2-bit LAT: 1.1-1.75x, MLP 3x),
+and BLAQ's active epochs take two passes.
 """
 
 from __future__ import annotations
@@ -34,7 +36,7 @@ MNIST_MLP = register_task(Task(
                 est_seconds=4_400,
                 note="784-2048x3-10, 50k/10k/10k"),
         Profile("quick", epochs=10, batch_size=100, lr=0.005, width=0.25, epoch_scale=10 / 50,
-                est_seconds=14,
+                est_seconds=5.5,
                 n_train=3500, n_val=500, n_test=1000, note="784-512x3-10 on 3,500 images"),
         Profile("smoke", epochs=2, batch_size=50, lr=0.005, width=1 / 32, epoch_scale=2 / 50,
                 est_seconds=0.2,
@@ -60,10 +62,10 @@ MNIST_LENET5 = register_task(Task(
                 est_seconds=520,
                 note="20C5-MP2-50C5-MP2-500FC-10, 50k/10k/10k"),
         Profile("quick", epochs=10, batch_size=100, lr=0.005, width=0.5, epoch_scale=10 / 20,
-                est_seconds=10,
+                est_seconds=7.5,
                 n_train=3500, n_val=500, n_test=1000, note="10C5-MP2-25C5-MP2-250FC-10 on 3,500 images"),
         Profile("smoke", epochs=2, batch_size=50, lr=0.005, width=0.25, epoch_scale=2 / 20,
-                est_seconds=0.3,
+                est_seconds=0.2,
                 n_train=300, n_val=100, n_test=100, note="5C5-MP2-12C5-MP2-125FC-10 on 300 images"),
     ),
     schedules=(step_every("step15x0.1", 15, 0.1),),
@@ -88,10 +90,10 @@ CIFAR10_VGG = register_task(Task(
                 est_seconds=224_000,
                 note="2x128C3-MP2-2x256C3-MP2-2x512C3-MP2-2x1024FC-10, 45k/5k/10k"),
         Profile("quick", epochs=10, batch_size=50, lr=0.02, width=1 / 16, epoch_scale=10 / 100,
-                est_seconds=11,
+                est_seconds=8,
                 **_QUICK_CAPS, note="VGG-small at 1/16 width (8-16-32 channels, 64 FC)"),
         Profile("smoke", epochs=2, batch_size=50, lr=0.02, width=1 / 32, epoch_scale=2 / 100,
-                est_seconds=0.4,
+                est_seconds=0.3,
                 **_SMOKE_CAPS, note="VGG-small at 1/32 width"),
     ),
     schedules=(
@@ -114,10 +116,10 @@ SVHN_NET = register_task(Task(
                 est_seconds=329_000,
                 note="2x64C3-MP2-2x128C3-MP2-2x256C3-MP2-2x1024FC-10, train+extra minus 6k / 6k / 26,032"),
         Profile("quick", epochs=10, batch_size=50, lr=0.001, width=0.125, epoch_scale=10 / 50,
-                est_seconds=11,
+                est_seconds=8.5,
                 **_QUICK_CAPS, note="SVHN net at 1/8 width (8-16-32 channels, 128 FC)"),
         Profile("smoke", epochs=2, batch_size=50, lr=0.001, width=1 / 16, epoch_scale=2 / 50,
-                est_seconds=0.4,
+                est_seconds=0.3,
                 **_SMOKE_CAPS, note="SVHN net at 1/16 width"),
     ),
     schedules=(step_at("multistep15-25x0.1", (15, 25), 0.1),),
@@ -141,11 +143,11 @@ IMAGENET_RESNET18 = register_task(Task(
                 note="torchvision resnet18; 10 images a class held out of train for validation; "
                      "the paper usually starts from a full-precision model"),
         Profile("quick", epochs=10, batch_size=50, lr=2e-3, width=0.125, epoch_scale=10 / 175,
-                est_seconds=10,
+                est_seconds=7,
                 input_size=16, **_QUICK_CAPS,
                 note="ResNet-18 for 16x16 inputs at 1/8 width (8-64 channels), 10 classes, from scratch (lr x10)"),
         Profile("smoke", epochs=2, batch_size=50, lr=2e-3, width=1 / 16, epoch_scale=2 / 175,
-                est_seconds=0.5,
+                est_seconds=0.4,
                 input_size=16, **_SMOKE_CAPS,
                 note="ResNet-18 for 16x16 inputs at 1/16 width, 10 classes"),
     ),
