@@ -50,11 +50,16 @@ class TensorBatches:
 
 
 class DeviceLoader:
-    """Wraps a DataLoader (pinned host memory) so that its batches arrive on ``device``."""
+    """Wraps a DataLoader (pinned host memory) so that its batches arrive on ``device``.
+
+    ``generator`` is the loader's own (it draws each pass's order and worker seeds), so saving
+    and restoring its state resumes the order, as with ``TensorBatches``.
+    """
 
     def __init__(self, loader: torch.utils.data.DataLoader, device: torch.device | str) -> None:
         self.loader = loader
         self.device = torch.device(device)
+        self.generator: torch.Generator | None = getattr(loader, "generator", None)
 
     def __len__(self) -> int:
         return len(self.loader)

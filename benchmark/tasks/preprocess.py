@@ -21,12 +21,19 @@ def mean_centre(train: torch.Tensor, *others: torch.Tensor) -> list[torch.Tensor
 
 
 def global_contrast_normalize(x: torch.Tensor, scale: float = GCN_SCALE,
-                              min_norm: float = 1e-8) -> torch.Tensor:
-    """Per image: subtract its mean, then rescale to L2 norm ``scale`` (a flat image stays 0)."""
-    flat = x.reshape(len(x), -1).to(torch.float32)
-    flat = flat - flat.mean(dim=1, keepdim=True)
-    norm = flat.norm(dim=1, keepdim=True).clamp_min(min_norm)
-    return (scale * flat / norm).reshape(x.shape)
+                              min_norm: float = 1e-8, chunk: int = 65536) -> torch.Tensor:
+    """Per image: subtract its mean, then rescale to L2 norm ``scale`` (a flat image stays 0).
+
+    Float32 result on the input's device, computed ``chunk`` images at a time (SVHN's 600k
+    images would otherwise need several float copies at once).
+    """
+    flat_in = x.reshape(len(x), -1)
+    out = torch.empty(flat_in.shape, dtype=torch.float32, device=x.device)
+    for i in range(0, len(x), chunk):
+        flat = flat_in[i:i + chunk].to(torch.float32)
+        flat = flat - flat.mean(dim=1, keepdim=True)
+        out[i:i + chunk] = scale * flat / flat.norm(dim=1, keepdim=True).clamp_min(min_norm)
+    return out.reshape(x.shape)
 
 
 @dataclass

@@ -172,6 +172,13 @@ def test_imagenet_folder_paper_streams(tmp_path: Path, disk) -> None:
     assert len(data.train) == 27 // 4  # drop_last
     xt, yt = _all(data.test)
     assert xt.shape == (6, 3, 224, 224) and sorted(yt.tolist()) == [0, 0, 1, 1, 2, 2]
+    # the training order comes from the seeded generator: restoring its state replays a pass
+    assert isinstance(data.train.generator, torch.Generator)
+    state = data.train.generator.get_state()
+    second = [yb.tolist() for _, yb in data.train]
+    again = task.load_data(profile, tmp_path, seed=1)
+    again.train.generator.set_state(state)
+    assert [yb.tolist() for _, yb in again.train] == second
     # normalised with the ImageNet statistics: values leave [0, 1]
     assert xt.min() < 0
 

@@ -80,3 +80,8 @@ def test_upsample_shape_channels_and_range() -> None:
     assert up.min() >= 0 and up.max() <= 63
     # bilinear: the mean brightness is kept up to the border effect
     assert abs(up.mean().item() - img.mean().item()) < 1.0
+
+
+def test_gcn_in_chunks_equals_one_pass() -> None:
+    x = (torch.rand(10, 3, 4, 4) * 255).to(torch.uint8)
+    assert torch.allclose(global_contrast_normalize(x, chunk=3), global_contrast_normalize(x), atol=1e-6)
