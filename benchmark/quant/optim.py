@@ -6,8 +6,10 @@ the model's parameters always hold the quantized weights ``w_hat = alpha * b`` t
 pass sees. Everything else (batch-norm parameters, biases) takes a plain Adam step. SPEC sections
 2 and 3 give the math; the docstrings below name the choices we made where the sources are silent.
 
-The quantizer is handed ``lr * d_t = eps + sqrt(v_hat_t)`` rather than ``d_t`` itself: every
-scheme's minimiser is unchanged by a positive factor on d, and this saves a pass over the weights.
+The curvature is kept as ``D = sqrt(v) + eps * sqrt(1 - beta2^t)``, which is ``d_t`` times the
+scalar ``lr * sqrt(1 - beta2^t)``; the step folds that scalar into its step size (as torch's
+capturable Adam does) and the quantizer gets D itself: every scheme's minimiser is unchanged by a
+positive factor on d, and this saves passes over the weights.
 """
 
 from __future__ import annotations
@@ -169,9 +171,8 @@ class LossAwareAdam(torch.optim.Optimizer):
             m, v, w = st["exp_avg"], st["exp_avg_sq"], st["w"]
             m.lerp_(p.grad, 1 - beta1)
             v.mul_(beta2).addcmul_(p.grad, p.grad, value=1 - beta2)
-            d = self._buffer(p, "d1")
-            torch.sqrt(v, out=d).div_(bc2_sqrt).add_(eps)  # lr * d_t
-            w.addcdiv_(m, d, value=-(lr / bc1)).clamp_(-1.0, 1.0)
+            d = torch.sqrt(v, out=self._buffer(p, "d1")).add_(eps * bc2_sqrt)  # D_t
+            w.addcdiv_(m, d, value=-(lr * bc2_sqrt / bc1)).clamp_(-1.0, 1.0)
             self._requantize(p, d)
         self._measure(params, old)
         return loss
@@ -361,7 +362,7 @@ class BLAQ(LossAwareAdam):
         lr, (beta1, beta2), eps = group["lr"], group["betas"], group["eps"]
         old = self._levels(params)
         first_grads = [p.grad for p in params]
-        # forward (trial) stage: m_t, v_t, d_t into buffers; the state keeps m_{t-1}, v_{t-1}
+        # forward (trial) stage: m_t, v_t, D_t into buffers; the state keeps m_{t-1}, v_{t-1}
         for p, g in zip(params, first_grads, strict=True):
             st = self.state[p]
             st["step"] += 1
@@ -369,10 +370,12 @@ class BLAQ(LossAwareAdam):
             m1, v1, d1, trial = (self._buffer(p, k) for k in ("m1", "v1", "d1", "trial"))
             torch.lerp(st["exp_avg"], g, 1 - beta1, out=m1)
             torch.mul(st["exp_avg_sq"], beta2, out=v1).addcmul_(g, g, value=1 - beta2)
-            torch.sqrt(v1, out=d1).div_(bc2_sqrt).add_(eps)
-            torch.addcdiv(st["w"], m1, d1, value=-(lr / bc1), out=trial).clamp_(-1.0, 1.0)
+            torch.sqrt(v1, out=d1).add_(eps * bc2_sqrt)  # D_t
+            torch.addcdiv(st["w"], m1, d1, value=-(lr * bc2_sqrt / bc1), out=trial).clamp_(-1, 1)
             alpha, b = self._quantize(trial, d1, st["b"])
             torch.mul(b, alpha, out=p)
+        if self.blend == "moment":
+            first_grads = [None] * len(params)  # folded into m_t, v_t: let the memory go
         self.zero_grad(set_to_none=True)
         with _frozen_running_stats(self._batchnorms), torch.enable_grad():
             closure()
@@ -394,26 +397,31 @@ class BLAQ(LossAwareAdam):
     def _backtrack_moment(
         self, p: Tensor, g_trial: Tensor, lr: float, beta1: float, beta2: float, eps: float
     ) -> Tensor:
-        """Blend the bias-corrected first moments and the curvatures; returns lr * d_comb."""
+        """Blend the bias-corrected first moments and the curvatures; returns D_comb (prop. to d_comb).
+
+        With ``m* = lerp(m_t, g*, 1 - beta1)`` and ``c = bc1_t / bc1_{t+1}``:
+        ``a m_t/bc1_t + (1-a) m*/bc1_{t+1} = (s/bc1_t) lerp(m_t, g*, (1-beta1)(1-a)c/s)``,
+        ``s = a + (1-a)c``; the curvatures blend likewise, so no blended term is materialised twice
+        and ``a = 1`` leaves every weight of the lerps at exactly 0.
+        """
         st, a, t = self.state[p], self.a, self.state[p]["step"]
-        bc1, _ = _bias_corrections(beta1, beta2, t)
+        bc1, bc2_sqrt = _bias_corrections(beta1, beta2, t)
         bc1_next, bc2_sqrt_next = _bias_corrections(beta1, beta2, t + 1)
-        m1, v1, d1, m2 = (self._buffer(p, k) for k in ("m1", "v1", "d1", "trial"))
-        v2 = self._buffer(p, "v2")
-        torch.lerp(m1, g_trial, 1 - beta1, out=m2)  # m*
-        torch.mul(v1, beta2, out=v2).addcmul_(g_trial, g_trial, value=1 - beta2)  # v*
-        if self.keep_moments == "blended":
-            torch.lerp(m1, m2, 1 - a, out=st["exp_avg"])
+        m1, v1, d1, blend = (self._buffer(p, k) for k in ("m1", "v1", "d1", "trial"))
+        v2 = torch.mul(v1, beta2, out=self._buffer(p, "v2")).addcmul_(
+            g_trial, g_trial, value=1 - beta2
+        )  # v*
+        c, r = bc1 / bc1_next, bc2_sqrt / bc2_sqrt_next
+        s, s2 = a + (1 - a) * c, a + (1 - a) * r
+        torch.lerp(m1, g_trial, (1 - beta1) * ((1 - a) * c / s), out=blend)
+        if self.keep_moments == "blended":  # a m_t + (1-a) m*, a v_t + (1-a) v*
+            torch.lerp(m1, g_trial, (1 - beta1) * (1 - a), out=st["exp_avg"])
             torch.lerp(v1, v2, 1 - a, out=st["exp_avg_sq"])
-        else:  # m_t, v_t move into the state (m1, v1 still name them below, read only)
+        else:  # m_t, v_t move into the state (m1, v1 still name them here, read only)
             self._swap_into_state(p)
-        torch.sqrt(v2, out=v2).div_(bc2_sqrt_next).add_(eps)  # lr * d*
-        d1.lerp_(v2, 1 - a)  # lr * d_comb
-        # a m1/bc1 + (1-a) m2/bc1_next = (s/bc1) lerp(m1, m2, (1-a) c / s), c = bc1/bc1_next
-        c = bc1 / bc1_next
-        s = a + (1 - a) * c
-        torch.lerp(m1, m2, (1 - a) * c / s, out=m2)
-        st["w"].addcdiv_(m2, d1, value=-(lr * s / bc1)).clamp_(-1.0, 1.0)
+        torch.sqrt(v2, out=v2).add_(eps * bc2_sqrt_next)  # D*
+        d1.lerp_(v2, (1 - a) * r / s2)  # D_comb: lr d_comb = (s2 / bc2_sqrt) D_comb
+        st["w"].addcdiv_(blend, d1, value=-(lr * s * bc2_sqrt / (bc1 * s2))).clamp_(-1.0, 1.0)
         return d1
 
     def _backtrack_gradient(
@@ -429,8 +437,8 @@ class BLAQ(LossAwareAdam):
             self._swap_into_state(p)
         m.lerp_(g, 1 - beta1)
         v.mul_(beta2).addcmul_(g, g, value=1 - beta2)
-        d = torch.sqrt(v, out=self._buffer(p, "d1")).div_(bc2_sqrt).add_(eps)
-        st["w"].addcdiv_(m, d, value=-(lr / bc1)).clamp_(-1.0, 1.0)
+        d = torch.sqrt(v, out=self._buffer(p, "d1")).add_(eps * bc2_sqrt)
+        st["w"].addcdiv_(m, d, value=-(lr * bc2_sqrt / bc1)).clamp_(-1.0, 1.0)
         return d
 
 

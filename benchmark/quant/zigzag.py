@@ -76,6 +76,7 @@ class ZigZagMeter:
         self.iteration = 0  # steps observed so far
         self._u_prev: list[Tensor] | None = None
         self._u_next: list[Tensor] = []  # scratch buffers: this step's update is written here
+        self._scratch: list[tuple[Tensor, Tensor]] = []
         self._dir: list[Tensor] = []  # sign of each weight's last level change (0: none yet)
         self._freq: list[Tensor] = []
         self._norm2_prev: Tensor | None = None
@@ -89,6 +90,7 @@ class ZigZagMeter:
     def _setup(self, b: Sequence[Tensor]) -> None:
         dev = b[0].device
         self._u_next = [torch.empty_like(x) for x in b]
+        self._scratch = [_scratch(x) for x in b]
         self._dir = [torch.zeros_like(x) for x in b]
         self._freq = [torch.zeros_like(x) for x in b]
         self._acc = torch.zeros(7, dtype=torch.float64, device=dev)
@@ -120,25 +122,28 @@ class ZigZagMeter:
         for i, (a0, b0, a1, b1, n) in enumerate(
             zip(alpha_old, b_old, alpha_new, b_new, level_steps, strict=True)
         ):
-            u = self._u_next[i]
+            u, (s1, s2) = self._u_next[i], self._scratch[i]
             torch.mul(b1, a1, out=u)
             u.addcmul_(b0, a0, value=-1)
             uf = u.view(-1)
             norm2 = _add(norm2, torch.dot(uf, uf))
             if self._u_prev is not None:
-                prod = uf * self._u_prev[i].view(-1)
+                prod = torch.mul(u, self._u_prev[i], out=s1).view(-1)
                 dot = _add(dot, prod.sum())
-                flips = _add(flips, torch.count_nonzero(prod < 0))
-                both = _add(both, torch.count_nonzero(prod))
+                agree = prod.sign_()  # +1 same direction, -1 reversed, 0 where one did not move
+                moved = torch.dot(agree, agree)
+                both = _add(both, moved)
+                flips = _add(flips, (moved - agree.sum()) / 2)
             # oscillation: a level change against the direction of this weight's previous change
-            change = torch.sign(b1 - b0)
+            change = torch.sub(b1, b0, out=s1)
             direction = self._dir[i]
-            event = change * direction < 0
-            n_events = torch.count_nonzero(event)
-            events = _add(events, n_events)
-            amp = _add(amp, (b1 - b0).abs_().mul_(event).sum() * n)
-            direction.add_(change, alpha=2).sign_()  # the new change where there is one
-            self._freq[i].mul_(self.momentum).add_(event, alpha=1.0 - self.momentum)
+            torch.sign(change, out=s2)
+            against = change.mul_(direction).clamp_(max=0)  # -|change| at events, 0 elsewhere
+            amp = _add(amp, against.sum() * -n)
+            against.sign_()  # -1 at events
+            events = _add(events, -against.sum())
+            self._freq[i].mul_(self.momentum).sub_(against, alpha=1.0 - self.momentum)
+            direction.add_(s2, alpha=2).sign_()  # the new change where there is one
         if self._u_prev is None:
             self._u_prev = [torch.empty_like(x) for x in b_new]
         self._u_prev, self._u_next = self._u_next, self._u_prev  # swap: no copy
@@ -252,10 +257,16 @@ class ZigZagMeter:
             self._trace, self._traj = state["trace"], state["traj"]
             self._dir, self._freq = state["dir"], state["freq"]
             self._u_next = [torch.empty_like(x) for x in self._dir]
+            self._scratch = [_scratch(x) for x in self._dir]
         else:
             self._acc = None
         self._u_prev = state.get("u_prev")
         self._norm2_prev = state.get("norm2_prev")
+
+
+def _scratch(x: Tensor) -> tuple[Tensor, Tensor]:
+    """Two buffers shaped like x, reused every step (no allocation per step)."""
+    return torch.empty_like(x), torch.empty_like(x)
 
 
 def _add(total: Tensor | None, value: Tensor) -> Tensor:

@@ -1,0 +1,88 @@
+"""Speed of one full training step (forward, backward, optimizer step) per optimizer and model.
+
+Not part of the test run: ``pytest benchmarks --benchmark-only``. Each benchmark group is one
+model; ``conftest.py`` prints every step's time as a ratio to the full-precision Adam step of the
+same run, and ``ratios.py`` does the same for a saved ``--benchmark-json`` file. Targets: a LAQ
+step at most 1.15x the Adam step, a BLAQ step (active epoch) at most 2.1x the LAQ step with the
+same quantizer. ``BLAQ_BENCH_THREADS`` sets torch's thread count (default: torch's own).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+
+import pytest
+import torch
+from torch import nn
+
+from benchmark.quant import BLAQ, LossAwareAdam, available_schemes
+from benchmark.tasks.losses import squared_hinge
+from benchmark.tasks.models import mlp, vgg_small
+
+BATCH = 100
+
+# model -> (builder, input shape, rounds); VGG-small at 1/4 width (32-64-128 channels, 256 FC)
+MODELS: dict[str, tuple[Callable[[], nn.Module], tuple[int, ...], int]] = {
+    "mnist-mlp": (lambda: mlp(width=1.0), (1, 28, 28), 15),
+    "cifar10-vgg-w4": (lambda: vgg_small(width=0.25), (3, 32, 32), 6),
+}
+
+# optimizer -> (kind, scheme, bits); "fp" is torch.optim.Adam on full-precision weights
+OPTIMIZERS: dict[str, tuple[str, str | None, int]] = {
+    "fp-adam": ("fp", None, 32),
+    "laq-bwn": ("laq", "bwn", 1),
+    "laq-twn": ("laq", "twn", 2),
+    "laq-lab": ("laq", "lab", 1),
+    "laq-lat-exact": ("laq", "lat-exact", 2),
+    "laq-lat-approx": ("laq", "lat-approx", 2),
+    "laq-laq-linear": ("laq", "laq-linear", 3),
+    "laq-laq-log": ("laq", "laq-log", 3),
+    "laq-lab-zigzag": ("laq-zigzag", "lab", 1),
+    "blaq-lab": ("blaq", "lab", 1),
+    "blaq-lat-exact": ("blaq", "lat-exact", 2),
+}
+
+
+def make_step(model_name: str, opt_name: str, seed: int = 0) -> Callable[[], torch.Tensor]:
+    """A function doing one training step on a fixed batch; BLAQ steps are in an active epoch."""
+    torch.manual_seed(seed)
+    build, shape, _ = MODELS[model_name]
+    model = build()
+    x = torch.randn(BATCH, *shape)
+    y = torch.randint(0, 10, (BATCH,))
+    kind, scheme, bits = OPTIMIZERS[opt_name]
+    if kind == "fp":
+        opt: torch.optim.Optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+    elif kind == "blaq":
+        opt = BLAQ(model, scheme, bits=bits, lr=1e-3, a=0.6, m=1)  # m = 1: every epoch is active
+    else:
+        opt = LossAwareAdam(model, scheme, bits=bits, lr=1e-3, zigzag=kind == "laq-zigzag")
+
+    def closure() -> torch.Tensor:
+        opt.zero_grad()
+        loss = squared_hinge(model(x), y)
+        loss.backward()
+        return loss
+
+    def step() -> torch.Tensor:
+        return opt.step(closure)
+
+    return step
+
+
+@pytest.mark.parametrize("opt_name", list(OPTIMIZERS))
+@pytest.mark.parametrize("model_name", list(MODELS))
+def test_step(benchmark, record_step, model_name: str, opt_name: str) -> None:
+    kind, scheme, bits = OPTIMIZERS[opt_name]
+    if scheme is not None and scheme not in available_schemes():
+        pytest.skip(f"scheme {scheme} is not registered")
+    if "BLAQ_BENCH_THREADS" in os.environ:
+        torch.set_num_threads(int(os.environ["BLAQ_BENCH_THREADS"]))
+    step = make_step(model_name, opt_name)
+    benchmark.group = model_name
+    benchmark.extra_info.update(model=model_name, optimizer=opt_name, kind=kind, scheme=scheme,
+                                bits=bits, threads=torch.get_num_threads(), batch=BATCH)
+    loss = benchmark.pedantic(step, rounds=MODELS[model_name][2], warmup_rounds=2, iterations=1)
+    assert torch.isfinite(loss)
+    record_step(benchmark)
