@@ -15,6 +15,7 @@ import math
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -42,7 +43,8 @@ class Grid:
 
     ``frame`` has one row per (entry, seed): ``entry`` (index into ``entries``), ``seed``,
     ``run_id``, the resolved run config, and the columns of ``runsdb.load_runs`` (``status`` is
-    ``"missing"`` where the store has no directory for the run id).
+    ``"missing"`` where the store has no directory for the run id). Treat it as read-only: the
+    per-entry views are computed once.
     """
 
     spec: Any  # benchmark.specs.Spec (not imported: specs imports the renderers)
@@ -58,22 +60,31 @@ class Grid:
         base = self.out_root / kind
         return base if self.profile == "quick" else base / self.profile
 
+    @cached_property
+    def _by_entry(self) -> dict[int, pd.DataFrame]:
+        return {int(e): rows for e, rows in self.frame.groupby("entry", sort=False)}
+
+    @cached_property
+    def _settings(self) -> dict[int, dict[str, Any]]:
+        first = self.frame.drop_duplicates("entry")
+        return {int(row["entry"]): {k: _plain(row[k]) for k in SETTING_KEYS}
+                for _, row in first.iterrows()}
+
     def rows(self, entry: int) -> pd.DataFrame:
-        return self.frame[self.frame.entry == entry]
+        """The grid rows (one per seed) of an entry."""
+        return self._by_entry.get(entry, self.frame.iloc[0:0])
 
     def select(self, **where: Any) -> list[int]:
         """The entries whose resolved setting has all the given values (e.g. method="blaq", bits=1)."""
-        first = self.frame.drop_duplicates("entry")
-        hits = first
-        for col, value in where.items():
-            hits = hits[hits[col] == value]
-        return [int(i) for i in hits.entry]
+        return [e for e, s in self._settings.items()
+                if all(s.get(k) == v for k, v in where.items())]
 
     def setting(self, entry: int) -> dict[str, Any]:
         """The resolved setting of an entry (task, method, bits, scheme, a, m, ...)."""
-        row = self.frame[self.frame.entry == entry].iloc[0]
-        return {k: _plain(row[k]) for k in ("task", "method", "bits", "scheme", "a", "m",
-                                            "lr_schedule", "epochs")}
+        return self._settings[entry]
+
+
+SETTING_KEYS = ("task", "method", "bits", "scheme", "a", "m", "lr_schedule", "epochs")
 
 
 def _plain(value: Any) -> Any:
@@ -137,17 +148,19 @@ class Cell:
 
 def cell(rows: pd.DataFrame, column: str = "test_acc") -> Cell:
     """Summarise the runs of one setting (rows of a Grid frame) for one result column."""
-    done = rows[(rows.status == "completed") & rows[column].notna()]
-    status = rows.status
+    status = rows["status"].to_numpy()
+    values = pd.to_numeric(rows[column], errors="coerce").to_numpy(dtype=float, na_value=np.nan)
+    done = (status == "completed") & ~np.isnan(values)
+    stand_in = rows["stand_in"].to_numpy()[done]
+    failed = status == "failed"
     return Cell(
-        values=tuple(float(v) for v in done[column]),
-        seeds=tuple(int(s) for s in done.seed),
-        n_failed=int((status == "failed").sum()),
-        n_incomplete=int(((status == "incomplete")
-                          | ((status == "completed") & rows[column].isna())).sum()),
+        values=tuple(float(v) for v in values[done]),
+        seeds=tuple(int(s) for s in rows["seed"].to_numpy()[done]),
+        n_failed=int(failed.sum()),
+        n_incomplete=int(((status == "incomplete") | ((status == "completed") & ~done)).sum()),
         n_missing=int((status == "missing").sum()),
-        stand_in=bool(done.stand_in.fillna(False).any()),
-        failures=tuple(str(r) for r in rows[status == "failed"].fail_reason.dropna()),
+        stand_in=any(isinstance(v, (bool, np.bool_)) and bool(v) for v in stand_in),
+        failures=tuple(str(r) for r in rows["fail_reason"].to_numpy()[failed] if isinstance(r, str)),
     )
 
 
