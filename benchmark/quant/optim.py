@@ -129,6 +129,7 @@ class LossAwareAdam(torch.optim.Optimizer):
 
     @property
     def scheme(self) -> Scheme:
+        """The quantizer scheme of every quantized layer."""
         return self._scheme
 
     def quantized_params(self) -> list[nn.Parameter]:
@@ -163,7 +164,7 @@ class LossAwareAdam(torch.optim.Optimizer):
         if not params:
             return loss
         lr, (beta1, beta2), eps = group["lr"], group["betas"], group["eps"]
-        old = self._levels(params)
+        old = self._levels()
         for p in params:
             st = self.state[p]
             st["step"] += 1
@@ -174,7 +175,7 @@ class LossAwareAdam(torch.optim.Optimizer):
             d = torch.sqrt(v, out=self._buffer(p, "d1")).add_(eps * bc2_sqrt)  # D_t
             w.addcdiv_(m, d, value=-(lr * bc2_sqrt / bc1)).clamp_(-1.0, 1.0)
             self._requantize(p, d)
-        self._measure(params, old)
+        self._measure(old)
         return loss
 
     # --- building blocks shared with BLAQ ---------------------------------------------------
@@ -204,20 +205,21 @@ class LossAwareAdam(torch.optim.Optimizer):
         st["alpha"], st["b"] = alpha, b
         torch.mul(b, alpha, out=p)
 
-    def _levels(self, params: Sequence[Tensor]) -> list[tuple[Tensor, Tensor]] | None:
+    def _levels(self) -> list[tuple[Tensor, Tensor]] | None:
+        """(alpha, b) of every quantized layer before the step, when a meter is attached."""
         if self.zigzag is None:
             return None
-        return [(self.state[p]["alpha"], self.state[p]["b"]) for p in params]
+        return [(self.state[p]["alpha"], self.state[p]["b"]) for p in self.quantized_params()]
 
-    def _measure(self, params: Sequence[Tensor], old: list[tuple[Tensor, Tensor]] | None) -> None:
+    def _measure(self, old: list[tuple[Tensor, Tensor]] | None) -> None:
+        """Hand the meter the step all quantized layers took (a layer without a gradient: none)."""
         if self.zigzag is None or old is None:
             return
-        first = self.quantized_params()[0]
+        params = self.quantized_params()
         self.zigzag.update(
             [a for a, _ in old], [b for _, b in old],
             [self.state[p]["alpha"] for p in params], [self.state[p]["b"] for p in params],
-            [self._level_steps] * len(params),
-            self.state[first]["w"] if params[0] is first else None,
+            [self._level_steps] * len(params), self.state[params[0]]["w"],
         )
 
     def _adam_others(self) -> None:
@@ -360,7 +362,7 @@ class BLAQ(LossAwareAdam):
         if not params:
             return loss
         lr, (beta1, beta2), eps = group["lr"], group["betas"], group["eps"]
-        old = self._levels(params)
+        old = self._levels()
         first_grads = [p.grad for p in params]
         # forward (trial) stage: m_t, v_t, D_t into buffers; the state keeps m_{t-1}, v_{t-1}
         for p, g in zip(params, first_grads, strict=True):
@@ -391,7 +393,7 @@ class BLAQ(LossAwareAdam):
             else:
                 d = self._backtrack_gradient(p, g, p.grad, lr, beta1, beta2, eps)
             self._requantize(p, d)
-        self._measure(params, old)
+        self._measure(old)
         return loss
 
     def _backtrack_moment(

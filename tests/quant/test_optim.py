@@ -202,6 +202,35 @@ def test_first_and_last_layers_can_be_excluded() -> None:
     assert model.fc1.weight.abs().unique().numel() == 1
 
 
+def test_a_layer_without_gradient_is_left_alone() -> None:
+    class PartlyUsed(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.used = nn.Linear(4, 3, bias=False)
+            self.unused = nn.Linear(4, 3, bias=False)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.used(x)
+
+    torch.manual_seed(0)
+    model = PartlyUsed()
+    opt = BLAQ(model, "lab", lr=0.05, m=1, zigzag=True)
+    frozen = model.unused.weight.detach().clone()
+    x = torch.randn(5, 4)
+    for _ in range(3):
+        def closure() -> torch.Tensor:
+            opt.zero_grad()
+            loss = model(x).pow(2).sum()
+            loss.backward()
+            return loss
+
+        opt.step(closure)
+    assert torch.equal(model.unused.weight, frozen)
+    assert opt.state[model.unused.weight]["step"] == 0
+    assert opt.state[model.used.weight]["step"] == 3
+    assert opt.zigzag.iteration == 3
+
+
 def test_bad_arguments_raise_user_errors() -> None:
     model = _net()
     with pytest.raises(UserError, match="scheme"):
