@@ -155,7 +155,7 @@ _MAX_ROUNDS = 10  # alternation rounds of the iterative schemes (SPEC: at most 1
 _ALPHA_RTOL = 1e-6  # ... or until alpha moves by less than this, relatively
 _SORT_BELOW = 1 << 15  # LAT exact sorts a candidate set this small directly
 _BUCKET_BITS = 11  # LAT exact on the CPU: buckets of 2^-11 relative width (top mantissa bits)
-_MAX_OCTAVES = 48  # ... values this many octaves below the largest share the lowest bucket
+_MAX_BUCKETS = 48 << _BUCKET_BITS  # ... 48 octaves: values further below share the lowest one
 _BLOCK = 1 << 18  # ... and sums them in float64 this many values at a time
 
 # per float dtype: the integer type of the same width, mantissa bits, exponent bias, unit roundoff
@@ -278,7 +278,7 @@ def _prune(a: Tensor, d: Tensor | None) -> tuple[Tensor, Tensor | None, float, f
     while a.numel() > _SORT_BELOW:
         bits = a.view(int_type)
         lo_bits, hi_bits = (int(x) for x in torch.aminmax(bits))
-        base = max(lo_bits >> shift, (hi_bits >> shift) - (_MAX_OCTAVES << _BUCKET_BITS))
+        base = max(lo_bits >> shift, (hi_bits >> shift) - _MAX_BUCKETS + 1)
         nb = (hi_bits >> shift) - base + 1
         idx = torch.bitwise_right_shift(bits, shift).sub_(base).clamp_(min=0)
         c1 = _bucket_sums(idx, a if d is None else torch.mul(d, a), nb)
@@ -301,16 +301,25 @@ def _prune(a: Tensor, d: Tensor | None) -> tuple[Tensor, Tensor | None, float, f
         keep = torch.nonzero(bound >= best * (1 - margin)).flatten()
         j_lo, j_hi = int(keep.min()), int(keep.max())
         above1, above0 = float(s1[j_hi + 1]), float(s0[j_hi + 1])
-        # positions with j_lo <= idx <= j_hi: clearing the sign bit of idx - j_lo makes the
-        # negative differences huge, so one comparison does
-        offset = idx.sub_(j_lo).bitwise_and_(torch.iinfo(int_type).max)
-        inside = torch.nonzero(offset <= j_hi - j_lo).flatten()
-        a = a[inside]
-        d = None if d is None else d[inside]
-        if shift == 0:
+        if (j_lo == 0 and j_hi == nb - 1) or shift == 0:  # no progress, or no finer buckets
+            if j_lo > 0 or j_hi < nb - 1:
+                a, d = _select(a, d, idx, j_lo, j_hi, int_type)
             break
-        shift = max(0, shift - _BUCKET_BITS)
+        a, d = _select(a, d, idx, j_lo, j_hi, int_type)
+        # next level: about 2^11 buckets over the bit range left
+        span = (j_hi - j_lo + 1) << shift
+        shift = max(0, min(shift - 1, span.bit_length() - _BUCKET_BITS))
     return a, d, above1, above0
+
+
+def _select(
+    a: Tensor, d: Tensor | None, idx: Tensor, j_lo: int, j_hi: int, int_type: torch.dtype
+) -> tuple[Tensor, Tensor | None]:
+    """The values (and curvatures) whose bucket index lies in [j_lo, j_hi]."""
+    # clearing the sign bit of idx - j_lo makes the negative differences huge: one comparison
+    offset = idx.sub_(j_lo).bitwise_and_(torch.iinfo(int_type).max)
+    inside = torch.nonzero(offset <= j_hi - j_lo).flatten()
+    return a[inside], None if d is None else d[inside]
 
 
 def _lat_exact(w: Tensor, d: Tensor | None, bits: int, init: Tensor | None) -> tuple[Tensor, Tensor]:
