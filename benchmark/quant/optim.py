@@ -86,6 +86,12 @@ class LossAwareAdam(torch.optim.Optimizer):
                 "the model has no Linear or Conv2d weight left to quantize; "
                 "check quantize_first/quantize_last or use torch.optim.Adam"
             )
+        odd = sorted({str(p.dtype) for p in quantized} - {"torch.float32", "torch.float64"})
+        if odd:
+            raise UserError(
+                f"quantized layers must be float32 or float64 (the full-precision weights live in "
+                f"their dtype), not {', '.join(odd)}; convert the model with .float()"
+            )
         qids = {id(p) for p in quantized}
         seen: set[int] = set()
         others = []

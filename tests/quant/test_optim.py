@@ -241,6 +241,8 @@ def test_bad_arguments_raise_user_errors() -> None:
         LossAwareAdam(model, "lab", lr=0.0)
     with pytest.raises(UserError, match="quantize"):
         LossAwareAdam(nn.Sequential(nn.Linear(2, 2)), quantize_first=False)
+    with pytest.raises(UserError, match="float32"):
+        LossAwareAdam(nn.Linear(2, 2).half())
     with pytest.raises(UserError, match="a "):
         BLAQ(model, a=1.5)
     with pytest.raises(UserError, match="period"):
