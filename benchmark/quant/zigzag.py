@@ -89,10 +89,10 @@ class ZigZagMeter:
 
     def _setup(self, b: Sequence[Tensor]) -> None:
         dev = b[0].device
-        self._u_next = [torch.empty_like(x) for x in b]
+        self._u_next = [_empty(x) for x in b]
         self._scratch = [_scratch(x) for x in b]
-        self._dir = [torch.zeros_like(x) for x in b]
-        self._freq = [torch.zeros_like(x) for x in b]
+        self._dir = [_empty(x).zero_() for x in b]
+        self._freq = [_empty(x).zero_() for x in b]
         self._acc = torch.zeros(7, dtype=torch.float64, device=dev)
         numel = b[0].numel()
         k = min(self.n_tracked, numel)
@@ -145,13 +145,13 @@ class ZigZagMeter:
             self._freq[i].mul_(self.momentum).sub_(against, alpha=1.0 - self.momentum)
             direction.add_(s2, alpha=2).sign_()  # the new change where there is one
         if self._u_prev is None:
-            self._u_prev = [torch.empty_like(x) for x in b_new]
+            self._u_prev = [_empty(x) for x in b_new]
         self._u_prev, self._u_next = self._u_next, self._u_prev  # swap: no copy
         nan = torch.full((), float("nan"), device=norm2.device)
         if dot is None:
             cosine = flip_rate = nan
         else:
-            cosine = dot / (norm2 * self._norm2_prev).sqrt()
+            cosine = dot / (norm2.sqrt() * self._norm2_prev.sqrt())
             flip_rate = flips / both
         self._norm2_prev = norm2
         osc_rate = events / total
@@ -256,7 +256,7 @@ class ZigZagMeter:
             self._acc, self._tracked = state["acc"], state["tracked"]
             self._trace, self._traj = state["trace"], state["traj"]
             self._dir, self._freq = state["dir"], state["freq"]
-            self._u_next = [torch.empty_like(x) for x in self._dir]
+            self._u_next = [_empty(x) for x in self._dir]
             self._scratch = [_scratch(x) for x in self._dir]
         else:
             self._acc = None
@@ -264,9 +264,14 @@ class ZigZagMeter:
         self._norm2_prev = state.get("norm2_prev")
 
 
+def _empty(x: Tensor) -> Tensor:
+    """A contiguous buffer shaped like x (so that flat views work for any memory format)."""
+    return torch.empty_like(x, memory_format=torch.contiguous_format)
+
+
 def _scratch(x: Tensor) -> tuple[Tensor, Tensor]:
     """Two buffers shaped like x, reused every step (no allocation per step)."""
-    return torch.empty_like(x), torch.empty_like(x)
+    return _empty(x), _empty(x)
 
 
 def _add(total: Tensor | None, value: Tensor) -> Tensor:

@@ -469,6 +469,22 @@ def test_zigzag_meter_can_be_passed_in() -> None:
     assert meter.pop_trace()["traj_w"].shape == (3, 3)
 
 
+def test_channels_last_model_with_meter() -> None:
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(3, 8, 3, bias=False), nn.BatchNorm2d(8), nn.Flatten(),
+                          nn.Linear(8 * 6 * 6, 4)).to(memory_format=torch.channels_last)
+    opt = LossAwareAdam(model, "lab", lr=0.01, zigzag=True)
+    x = torch.randn(4, 3, 8, 8).to(memory_format=torch.channels_last)
+    for _ in range(3):
+        opt.zero_grad()
+        model(x).pow(2).sum().backward()
+        opt.step()
+    conv = model[0].weight
+    assert conv.is_contiguous(memory_format=torch.channels_last)
+    assert torch.equal(conv, opt.state[conv]["alpha"] * opt.state[conv]["b"])
+    assert -1.0 <= opt.zigzag.epoch_summary()["zz_cosine"] <= 1.0
+
+
 # --- the paper's toy problem ------------------------------------------------------------------
 
 
