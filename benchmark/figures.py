@@ -26,6 +26,9 @@ from benchmark.runsdb import load_metrics, load_trace  # noqa: E402
 from benchmark.tables import DAGGER, Grid, Rendered, footer, method_label, task_label  # noqa: E402
 
 COLORS = {"laq": "#1f6fb4", "blaq": "#e8730c", "lab": "#1f6fb4", "fp": "#555555"}
+# LAQ wide under BLAQ narrow: where BLAQ equals LAQ (its plain epochs) both stay visible
+METHOD_STYLE = {"laq": {"lw": 3.0, "marker": "o", "ms": 5, "zorder": 2},
+                "blaq": {"lw": 1.4, "marker": "s", "ms": 3, "zorder": 3}}
 LINESTYLES = {1: "-", 2: "--", 3: ":", 4: "-."}
 ACTIVE_SHADE = "#f5c89a"
 WEIGHT_COLORS = ("#0173b2", "#de8f05", "#029e73", "#cc78bc", "#ca9161", "#949494")
@@ -94,6 +97,11 @@ def _empty(ax: plt.Axes, message: str) -> None:
             color="#888888", fontsize=9, wrap=True)
 
 
+def _method_style(method: str) -> dict[str, object]:
+    style = METHOD_STYLE.get(method, {"lw": 1.8, "marker": "o", "ms": 3, "zorder": 2})
+    return {"color": COLORS.get(method, "#333333"), **style}
+
+
 def _entry_label(grid: Grid, e: int) -> str:
     s = grid.setting(e)
     return f"{method_label(s['method'])}, {s['bits']} bit{'s' if s['bits'] != 1 else ''}"
@@ -144,8 +152,9 @@ def build_trajectories(grid: Grid, n_weights: int = 3) -> Figure:
                 bottom.plot(it[: cos.size], smooth, color=COLORS["laq"], lw=1.6,
                             label="moving mean (window: 1/25 of the run)")
                 bottom.axhline(0.0, color="black", lw=0.8)
-                bottom.set_ylim(-1.05, 1.05)
-        _finish(fig, grid, "one seed; a few coordinates of the first quantized layer",
+        tasks = ", ".join(task_label(t) for t in dict.fromkeys(grid.frame.task))
+        _finish(fig, grid, f"{tasks}; seed {grid.seeds[0]}; a few coordinates of the first "
+                "quantized layer",
                 legend=True)
     return fig
 
@@ -186,25 +195,26 @@ def _shade_active(ax: plt.Axes, epochs: Sequence[int]) -> None:
                    label="BLAQ two-stage epoch" if k == 0 else None, zorder=0)
 
 
-ZIGZAG_PANELS = (
-    ("zz_cosine", "update cosine"),
-    ("zz_flip_rate", "direction-flip rate"),
-    ("zz_osc_freq", "oscillation frequency (per iteration)"),
-    ("zz_osc_amplitude", "oscillation amplitude (level steps)"),
+ZIGZAG_PANELS = (  # metric, panel title, y-axis label (the unit)
+    ("zz_cosine", "Update cosine", "cosine of consecutive updates"),
+    ("zz_flip_rate", "Direction-flip rate", "fraction of coordinates"),
+    ("zz_osc_freq", "Oscillation frequency", "events per weight and iteration"),
+    ("zz_osc_amplitude", "Oscillation amplitude", "level steps (alpha / n)"),
 )
 
 
 def build_zigzag_curves(grid: Grid) -> Figure:
     """One panel per zig-zag metric against epoch; a line per method and bit width."""
-    names = [m for m, _ in ZIGZAG_PANELS]
+    names = [m for m, _, _ in ZIGZAG_PANELS]
     wide = _wide(_curves(grid, [*names, "blaq_active"]))
     with _styled():
         fig, axes = plt.subplots(2, 2, figsize=(_WIDTH, 7.6), squeeze=False)
         active = _active_epochs(grid, wide)
-        for ax, (metric, label) in zip(axes.flat, ZIGZAG_PANELS, strict=True):
-            ax.set_title(label[0].upper() + label[1:])
+        for ax, (metric, title, unit) in zip(axes.flat, ZIGZAG_PANELS, strict=True):
+            ax.set_title(title)
             ax.set_xlabel("epoch")
-            ax.set_ylabel(label)
+            ax.set_ylabel(unit)
+            ax.ticklabel_format(axis="y", style="sci", scilimits=(-3, 4))
             _shade_active(ax, active)
             drawn = False
             for e in range(len(grid.entries)):
@@ -213,8 +223,7 @@ def build_zigzag_curves(grid: Grid) -> Figure:
                     continue
                 s = grid.setting(e)
                 _band(ax, sub.dropna(subset=[metric]), "epoch", metric,
-                      color=COLORS.get(s["method"], "#333333"),
-                      ls=LINESTYLES.get(s["bits"], "-"), lw=1.8, marker="o", ms=3,
+                      **_method_style(s["method"]), ls=LINESTYLES.get(s["bits"], "-"),
                       label=_entry_label(grid, e))
                 drawn = True
             if not drawn:
@@ -278,7 +287,7 @@ def build_convergence(grid: Grid) -> Figure:
                         continue
                     s = grid.setting(e)
                     _band(ax, sub.dropna(subset=[metric, x]), x, metric,
-                          color=COLORS.get(s["method"], "#333333"), lw=1.8, marker="o", ms=2.5,
+                          **_method_style(s["method"]),
                           label=_entry_label(grid, e))
                     drawn = True
                 if not drawn:

@@ -123,6 +123,8 @@ class Spec:
                 key = entry.config(profile, seed).key()
                 rows.append({"entry": i, "run_id": run_id(key), **key})
         grid = pd.DataFrame(rows).drop(columns=["extra"])
+        for col in ("bits", "m", "epochs", "seed"):
+            grid[col] = grid[col].astype("Int64")  # None for unused m: stays an integer column
         runs = load_runs(runs_dir, grid.run_id).drop(columns=["seed", *_CONFIG_FROM_GRID])
         frame = grid.merge(runs, on="run_id", how="left")
         frame["status"] = frame["status"].fillna("missing")

@@ -567,6 +567,12 @@ def render_zigzag_table(grid: Grid) -> Rendered:
         records.append(record)
     tasks = ", ".join(task_label(t) for t in _unique(grid.frame.task))
     notes = footer(grid)
+    periods = sorted({(s["m"], s["epochs"]) for s in map(grid.setting, range(len(grid.entries)))
+                      if s["method"] == "blaq" and s["m"]})
+    if periods:
+        notes.append("BLAQ takes its two-stage step in every m-th epoch only (" + "; ".join(
+            f"m={m}: {epochs // m} of {epochs} epochs" for m, epochs in periods) + "), LAQ's "
+            "step in the others, so its rows differ from LAQ's through those epochs alone.")
     notes.append(
         f"Task: {tasks}. Cells: the run's mean over training epochs of each per-epoch zig-zag "
         "metric (benchmark.quant.zigzag defines them), mean ± sample std over seeds. The paper's "

@@ -64,8 +64,8 @@ def test_figure3_draws_trajectories_and_cosines_per_bit_width(tmp_path, in_data)
 def test_figure4_has_a_panel_per_metric_and_a_line_per_method(tmp_path, in_data):
     grid = _grid("figure4", tmp_path)
     fig = build_zigzag_curves(grid)
-    assert [ax.get_title() for ax in fig.axes] == [
-        label[0].upper() + label[1:] for _, label in ZIGZAG_PANELS]
+    assert [(ax.get_title(), ax.get_ylabel()) for ax in fig.axes] == [
+        (title, unit) for _, title, unit in ZIGZAG_PANELS]
     for ax in fig.axes:
         assert ax.get_xlabel() == "epoch"
         labels = [ln.get_label() for ln in ax.get_lines()]

@@ -1,0 +1,151 @@
+"""Specs: the registry, seeds, the grids per profile, shared runs, and the quick-profile budget."""
+
+import re
+
+import pytest
+
+from benchmark.errors import UserError
+from benchmark.specs import (
+    SPECS,
+    Entry,
+    Spec,
+    default_seeds,
+    get_spec,
+    register_spec,
+)
+from benchmark.tables import render_method_table
+from benchmark.tasks import get_task
+
+QUICK_TABLE_BUDGET_S = 15 * 60  # each table's quick grid, from an empty store
+QUICK_TOTAL_BUDGET_S = 60 * 60  # all tables and figures together
+PARALLEL = 2                    # two runs at a time on the 2-core machine
+
+
+def test_the_papers_tables_and_figures_are_registered():
+    assert [k for k in SPECS if k.startswith("table")] == [f"table{n}" for n in range(1, 7)]
+    assert [k for k in SPECS if k.startswith("figure")] == [f"figure{n}" for n in (3, 4, 5)]
+    for spec in SPECS.values():
+        assert spec.title and spec.paper and spec.description
+        assert get_spec(spec.kind, spec.number) is spec
+
+
+def test_unknown_numbers_name_the_valid_ones():
+    with pytest.raises(UserError, match=r"no table 9; choose one of 1, 2, 3, 4, 5, 6$"):
+        get_spec("table", 9)
+    with pytest.raises(UserError, match=r"no figure 1; choose one of 3, 4, 5$"):
+        get_spec("figure", 1)
+
+
+def test_default_seeds_and_seed_validation():
+    assert default_seeds("smoke") == (0,)
+    assert len(default_seeds("quick")) >= 2  # a spread exists in quick
+    assert len(default_seeds("paper")) >= 3
+    spec = SPECS["table3"]
+    with pytest.raises(UserError, match="unknown profile"):
+        spec.configs("huge")
+    for bad in ([], [-1], ["0"], [True]):
+        with pytest.raises(UserError, match="seeds must be non-negative integers"):
+            spec.configs("smoke", bad)
+
+
+def test_configs_are_entries_times_seeds_with_unique_run_ids():
+    for spec in SPECS.values():
+        for profile in ("smoke", "quick", "paper"):
+            configs = spec.configs(profile, seeds=(0, 1))
+            ids = [c.run_id for c in configs]
+            seeds = 1 if spec.max_seeds == 1 else 2
+            assert len(set(ids)) == len(ids) == len(spec.entries(profile)) * seeds, (spec.key, profile)
+            assert {c.profile for c in configs} == {profile}
+
+
+def test_figure_with_one_seed_takes_the_first():
+    configs = SPECS["figure3"].configs("quick", seeds=(4, 7))
+    assert {c.seed for c in configs} == {4}
+
+
+def test_table2_rows_are_the_papers_methods():
+    rows = [(c.method, c.bits, c.resolved().scheme) for c in SPECS["table2"].configs("paper", (0,))]
+    assert rows == [("fp", 32, None), ("bwn", 1, "bwn"), ("twn", 2, "twn"), ("lab", 1, "lab"),
+                    ("laq", 2, "lat-exact"), ("laq", 2, "lat-approx"), ("laq", 3, "laq-linear"),
+                    ("laq", 3, "laq-log"), ("blaq", 1, "lab"), ("blaq", 2, "lat-exact"),
+                    ("blaq", 3, "laq-linear")]
+    assert {c.task for c in SPECS["table2"].configs("paper", (0,))} == {"cifar10-vgg"}
+
+
+def test_table6_paper_grid_is_the_appendix_grid():
+    configs = [c.resolved() for c in SPECS["table6"].configs("paper", (0,))]
+    assert len(configs) == 6 * 2 * 8
+    assert {c.a for c in configs} == {0.95, 0.9, 0.8, 0.7, 0.6, 0.5, 0.4, 0.3}
+    assert {c.m for c in configs} == {5, 10}
+    assert {(c.task, c.bits) for c in configs} == {
+        ("mnist-mlp", 1), ("mnist-lenet5", 1), ("cifar10-vgg", 1), ("svhn-net", 1),
+        ("imagenet-resnet18", 1), ("imagenet-resnet18", 2)}
+
+
+def _ids(keys, profile="quick"):
+    return {c.run_id for k in keys for c in SPECS[k].configs(profile)}
+
+
+def test_figures_reuse_the_tables_runs():
+    tables = _ids([f"table{n}" for n in range(1, 7)])
+    assert _ids(["figure3", "figure4"]) <= tables
+    # Figure 5 adds only LAQ at 1 bit on the four small models (the tables run LAB there)
+    extra = _ids(["figure5"]) - tables
+    assert len(extra) == 4 * len(default_seeds("quick"))
+    # Table 5's BLAQ and LAQ runs serve Table 1
+    assert len(_ids(["table1"]) & _ids(["table5"])) == 3 * len(default_seeds("quick"))
+
+
+def _seconds(configs):
+    """Estimated single-thread seconds: the task's ``est_seconds`` (plain Adam), x1.15 for a
+    quantized method (the optimizer's speed target), and BLAQ's active epochs counted twice."""
+    total = 0.0
+    for c in (c.resolved() for c in configs.values()):
+        cost = get_task(c.task).profile(c.profile).est_seconds
+        if c.method != "fp":
+            cost *= 1.15
+        if c.method == "blaq":
+            cost *= 1 + (c.epochs // c.m) / c.epochs
+        total += cost
+    return total
+
+
+def test_quick_grids_fit_the_time_budget():
+    """Each table's quick grid within 15 minutes, everything within 60 (two runs at a time).
+
+    The per-run estimate is ``_seconds``; tasks measure ``est_seconds`` on one thread.
+    """
+    everything = {}
+    for spec in SPECS.values():
+        configs = {c.run_id: c for c in spec.configs("quick")}
+        everything.update(configs)
+        if spec.kind == "table":
+            assert _seconds(configs) / PARALLEL <= QUICK_TABLE_BUDGET_S, spec.key
+    assert _seconds(everything) / PARALLEL <= QUICK_TOTAL_BUDGET_S
+
+
+def test_smoke_grids_are_tiny():
+    for spec in SPECS.values():
+        configs = spec.configs("smoke")
+        assert 1 <= len(configs) <= 6, spec.key
+        assert all(get_task(c.task).profile("smoke").est_seconds <= 5 for c in configs)
+
+
+def test_register_spec_checks_and_a_user_table_renders(tmp_path):
+    entries = (Entry("mnist-mlp", "lab", 1), Entry("mnist-mlp", "blaq", 1))
+    with pytest.raises(UserError, match="kind must be one of"):
+        register_spec(Spec("t", "plot", 7, "t", "p", "d", {"paper": entries}, render_method_table))
+    with pytest.raises(UserError, match="needs a 'paper' grid"):
+        register_spec(Spec("t", "table", 7, "t", "p", "d", {"quick": entries}, render_method_table))
+    with pytest.raises(UserError, match="unknown profile"):
+        register_spec(Spec("t", "table", 7, "t", "p", "d", {"paper": entries, "fast": entries},
+                           render_method_table))
+    spec = Spec("user7", "table", 7, "My table", "not in the paper", "LAB against BLAQ",
+                {"paper": entries}, render_method_table)
+    try:
+        assert register_spec(spec) is spec and get_spec("table", 7) is spec
+        out = spec.render(tmp_path / "runs", "quick", out_root=tmp_path)
+        assert out.paths[0] == tmp_path / "tables" / "user7.md"
+        assert len(re.findall(r"\| +missing \|", out.text)) == 2  # empty store: all missing
+    finally:
+        SPECS.pop("user7")
