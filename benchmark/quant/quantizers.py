@@ -3,14 +3,31 @@
 Each scheme solves, for one tensor, min over alpha > 0 and b in its level set of
 sum_i d_i (w_i - alpha b_i)^2, with d the diagonal curvature (``None`` means constant).
 
+- ``lab`` and ``lat-exact`` are exact. LAT exact is the sorted-prefix method; on the CPU the sort
+  is restricted, by bucket bounds on the prefix scores, to the few values near the optimal
+  threshold, which keeps it exact and makes it about ten times cheaper than a full sort.
+- ``lat-approx``, ``laq-linear`` and ``laq-log`` alternate alpha = sum(d w b) / sum(d b^2) and
+  b = round(w / alpha) from the warm start ``init`` (the previous b), at most 10 rounds or until
+  alpha moves by less than 1e-6 (relative); a round is kept only if it lowers the objective, so
+  the result is never worse than its start, and a converged result is a fixed point (passing it
+  back as ``init`` returns it unchanged). Without ``init`` (or with one that has no positive
+  correlation with w) the start is the rounding at the curvature-blind scale
+  alpha0 = 4n / (2n + 1) * mean |w|: the optimal linear scale for uniformly distributed weights
+  (Glorot-uniform initialization); at 2 bits its threshold 2/3 mean |w| is close to TWN's 0.7.
+- Linear rounding: round(clip(w / alpha, -1, 1) * n) / n, ties to even. Log rounding: the
+  nearest level in log2 of the magnitude (2^k wins on [2^(k-1/2), 2^(k+1/2))), and 0 below half
+  the smallest level (|w / alpha| < 2^-n, as in ternary rounding); see ``_round_log``.
+  At 2 bits both are ternary, and ``laq-linear``/``laq-log`` then give ``lat-approx``'s result.
+
 Conventions shared by all schemes (they are the documented answers to degenerate inputs):
 
 - one alpha per tensor, returned as a 0-dim tensor of w's dtype on w's device;
-- the sign of 0 is +1 for the binary schemes;
+- the sign of 0 (and of -0.0) is +1 for the binary schemes;
 - a ``d`` with no positive entry carries no curvature and is treated as constant (``d=None``);
 - when no weight with positive curvature is non-zero (an all-zero tensor, say), every choice has
   the same objective: alpha is 0 and b is sign(w) (binary) or 0 (the other schemes), so
-  w_hat = 0 and nothing is NaN.
+  w_hat = 0 and nothing is NaN; an empty tensor gives alpha 0;
+- float16/bfloat16 weights are quantized in float32 and returned in their own dtype.
 """
 
 from __future__ import annotations
@@ -31,8 +48,12 @@ Solver = Callable[[Tensor, "Tensor | None", int, "Tensor | None"], "tuple[Tensor
 class Scheme:
     """A quantizer: its level set per bit width and the solver that picks alpha and b.
 
-    ``solve(w, d, bits, init)`` gets a detached floating tensor, the curvature (same shape,
-    or None for constant) and the previous levels (or None), and returns ``(alpha, b)``.
+    ``solve(w, d, bits, init)`` returns ``(alpha, b)`` and never writes to its inputs. It expects
+    what ``quantize_with_levels`` hands it (a caller that skips that front door, like the
+    optimizer, must do the same): a float32 or float64 tensor w with at least one element and no
+    grad, d of w's shape and dtype with a positive entry (or None for constant), init of w's
+    shape holding levels of this scheme (or None). Scaling d by a positive factor leaves the
+    result unchanged (up to float rounding; exactly for a power of two).
     ``positive_levels(bits)`` lists the non-negative levels (the set is symmetric about 0);
     ``steps(bits)`` is n, the level spacing in units of alpha / n (used by the zig-zag metrics).
     """

@@ -458,6 +458,33 @@ def test_shape_dtype_device_preserved_on_4d(scheme, bits, dtype):
         assert torch.equal(flat[1], b.flatten()) and torch.equal(flat[0], alpha)
 
 
+@pytest.mark.parametrize(("scheme", "bits"), EVERY)
+def test_curvature_scale_and_memory_layout_do_not_matter(scheme, bits):
+    torch.manual_seed(9)
+    w, d = torch.randn(60, 50) * 0.1, torch.rand(60, 50) + 0.05
+    alpha, b = quantize_with_levels(w, scheme, bits, d)
+    scaled = quantize_with_levels(w, scheme, bits, d * 8.0)
+    assert torch.equal(scaled[0], alpha) and torch.equal(scaled[1], b)
+    other = quantize_with_levels(w, scheme, bits, d * 3.7)
+    assert torch.equal(other[1], b) and float(other[0]) == pytest.approx(float(alpha), rel=1e-5)
+    w_input = quantize(w.clone(), scheme, bits, d)
+    transposed = quantize_with_levels(w.t(), scheme, bits, d.t())  # not contiguous
+    assert torch.equal(transposed[1], b.t()) and float(transposed[0]) == pytest.approx(float(alpha))
+    assert torch.equal(w_input, alpha * b)
+
+
+def test_inputs_are_not_modified():
+    torch.manual_seed(10)
+    w, d = torch.randn(40, 30), torch.rand(40, 30)
+    init = quantize_with_levels(w, "laq-log", 3, d)[1]
+    copies = [t.clone() for t in (w, d, init)]
+    for scheme, bits in EVERY:
+        quantize_with_levels(w, scheme, bits, d)
+    quantize_with_levels(w, "laq-log", 3, d, init=init)
+    quantize_with_levels(w, "laq-linear", 2, d, init=init.sign())
+    assert all(torch.equal(t, c) for t, c in zip((w, d, init), copies, strict=True))
+
+
 def test_parameters_with_grad_and_empty_tensors():
     p = torch.nn.Parameter(torch.randn(5, 4))
     w_hat = quantize(p, "lat-exact", 2, torch.rand(5, 4))
