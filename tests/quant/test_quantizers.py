@@ -509,17 +509,24 @@ def test_bad_inputs_raise_user_errors():
 @pytest.mark.cuda
 @pytest.mark.parametrize(("scheme", "bits"), EVERY)
 def test_cuda_matches_cpu(scheme, bits):
+    """Same scheme on both devices: the CUDA path sorts everything where the CPU path prunes."""
     torch.manual_seed(7)
     for shape in ((64, 128), (300, 1000)):
         w, d = torch.randn(shape) * 0.05, torch.rand(shape) + 0.01
         alpha, b = quantize_with_levels(w, scheme, bits, d)
         alpha_c, b_c = quantize_with_levels(w.cuda(), scheme, bits, d.cuda())
-        assert alpha_c.is_cuda and b_c.is_cuda and b_c.dtype == w.dtype
+        assert alpha_c.is_cuda and b_c.is_cuda and b_c.dtype == w.dtype and alpha_c.shape == ()
+        assert in_level_set(b_c.cpu(), scheme, bits)
+        mismatch = float((b_c.cpu() != b).float().mean())
         if (scheme, bits) in ITERATIVE:  # float sums may stop the alternation a round apart
-            assert float(alpha_c) == pytest.approx(float(alpha), rel=1e-3)
-            assert float((b_c.cpu() != b).float().mean()) < 0.01
-        else:
+            assert float(alpha_c) == pytest.approx(float(alpha), rel=1e-2)
+            assert mismatch < 0.05
+        else:  # reduction order only: a weight at the TWN threshold could flip
             assert float(alpha_c) == pytest.approx(float(alpha), rel=1e-5)
-            assert torch.equal(b_c.cpu(), b)
-        init_c = quantize_with_levels(w.cuda(), scheme, bits, d.cuda(), init=b_c)
-        assert torch.isfinite(init_c[0]) and init_c[1].is_cuda
+            assert mismatch <= 1e-4
+        if scheme == "lat-exact":
+            assert objective(w, d, float(alpha_c), b_c.cpu()) == pytest.approx(
+                objective(w, d, float(alpha), b), rel=1e-6)
+        again = quantize_with_levels(w.cuda(), scheme, bits, d.cuda(), init=b_c)
+        assert again[1].is_cuda and bool(torch.isfinite(again[0]))
+        assert torch.equal(quantize(torch.zeros(5, device="cuda"), scheme, bits).cpu(), torch.zeros(5))
