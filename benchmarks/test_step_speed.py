@@ -4,12 +4,17 @@ Not part of the test run: ``pytest benchmarks --benchmark-only``. Each benchmark
 model; ``conftest.py`` prints every step's time as a ratio to the full-precision Adam step of the
 same run, and ``ratios.py`` does the same for a saved ``--benchmark-json`` file. Targets: a LAQ
 step at most 1.15x the Adam step, a BLAQ step (active epoch) at most 2.1x the LAQ step with the
-same quantizer. ``BLAQ_BENCH_THREADS`` sets torch's thread count (default: torch's own).
+same quantizer.
+
+By default the steps run on one thread and are timed in process CPU time
+(``time.process_time``), which stays meaningful on a shared machine where other work competes
+for the cores; ``BLAQ_BENCH_THREADS=N`` (N > 1) runs on N threads and times wall-clock instead.
 """
 
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Callable
 
 import pytest
@@ -21,6 +26,9 @@ from benchmark.tasks.losses import squared_hinge
 from benchmark.tasks.models import mlp, vgg_small
 
 BATCH = 100
+THREADS = int(os.environ.get("BLAQ_BENCH_THREADS", "1"))
+TIMER = time.process_time if THREADS == 1 else time.perf_counter
+pytestmark = pytest.mark.benchmark(timer=TIMER)
 
 # model -> (builder, input shape, rounds); VGG-small at 1/4 width (32-64-128 channels, 256 FC)
 MODELS: dict[str, tuple[Callable[[], nn.Module], tuple[int, ...], int]] = {
@@ -77,12 +85,12 @@ def test_step(benchmark, record_step, model_name: str, opt_name: str) -> None:
     kind, scheme, bits = OPTIMIZERS[opt_name]
     if scheme is not None and scheme not in available_schemes():
         pytest.skip(f"scheme {scheme} is not registered")
-    if "BLAQ_BENCH_THREADS" in os.environ:
-        torch.set_num_threads(int(os.environ["BLAQ_BENCH_THREADS"]))
+    torch.set_num_threads(THREADS)
     step = make_step(model_name, opt_name)
     benchmark.group = model_name
     benchmark.extra_info.update(model=model_name, optimizer=opt_name, kind=kind, scheme=scheme,
-                                bits=bits, threads=torch.get_num_threads(), batch=BATCH)
+                                bits=bits, threads=torch.get_num_threads(), batch=BATCH,
+                                timer=TIMER.__name__)
     loss = benchmark.pedantic(step, rounds=MODELS[model_name][2], warmup_rounds=2, iterations=1)
     assert torch.isfinite(loss)
     record_step(benchmark)
