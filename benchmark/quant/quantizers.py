@@ -179,10 +179,10 @@ _BUCKET_BITS = 11  # LAT exact on the CPU: buckets of 2^-11 relative width (top 
 _MAX_BUCKETS = 48 << _BUCKET_BITS  # ... 48 octaves: values further below share the lowest one
 _BLOCK = 1 << 18  # ... and sums them in float64 this many values at a time
 
-# per float dtype: the integer type of the same width, mantissa bits, exponent bias, unit roundoff
+# per float dtype: the integer type of the same width, mantissa bits, exponent bias
 _FLOAT_LAYOUT = {
-    torch.float32: (torch.int32, 23, 127, 2.0**-24),
-    torch.float64: (torch.int64, 52, 1023, 2.0**-53),
+    torch.float32: (torch.int32, 23, 127),
+    torch.float64: (torch.int64, 52, 1023),
 }
 
 
@@ -291,7 +291,7 @@ def _prune(a: Tensor, d: Tensor | None) -> tuple[Tensor, Tensor | None, float, f
     finer buckets while many candidates are left. Returns the candidates (with their
     curvature) and sum d|w| and sum d over the weights above them.
     """
-    int_type, mantissa, _, _ = _FLOAT_LAYOUT[a.dtype]
+    int_type, mantissa, _ = _FLOAT_LAYOUT[a.dtype]
     f64 = torch.float64
     margin = 1e-12 + 16 * a.numel() * 2.0**-53  # relative rounding of the sums and scores
     above1 = above0 = 0.0
@@ -367,9 +367,7 @@ def _lat_exact(w: Tensor, d: Tensor | None, bits: int, init: Tensor | None) -> t
 #
 # Both half-steps lower the objective when the levels are rounded to the nearest (linear) level;
 # the log-domain rounding is not always the nearest level, so a round is kept only when it
-# lowers the objective. Without init the start is the curvature-blind scale
-# alpha0 = 4n / (2n + 1) * mean |w|, the optimal linear scale for uniformly distributed weights
-# (Glorot-uniform initialization); at 2 bits its threshold 2/3 mean |w| is close to TWN's 0.7.
+# lowers the objective. The module docstring gives the start and the stopping rule.
 
 
 def _round_linear(w: Tensor, step: float, n: int, out: Tensor) -> Tensor:
@@ -386,7 +384,7 @@ def _round_log(w: Tensor, alpha: float, n: int, out: Tensor) -> Tensor:
     sqrt(2) |x|). The level is 0 when |x| < 2^-n, half the smallest level (as in ternary
     rounding). Computed on the float bit pattern: the exponent field is floor(log2).
     """
-    int_type, mantissa, bias, _ = _FLOAT_LAYOUT[w.dtype]
+    int_type, mantissa, bias = _FLOAT_LAYOUT[w.dtype]
     torch.mul(w, 1.0 / alpha, out=out).abs_()
     # 1 where |x| >= 2^-n (biased exponent of |x| >= bias - n), else 0; at least 2^(1-bias)
     keep = torch.bitwise_right_shift(out.view(int_type), mantissa)
