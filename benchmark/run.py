@@ -33,7 +33,7 @@ import warnings
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -53,6 +53,9 @@ from benchmark.store import (
     run_dir,
     write_json_atomic,
 )
+
+if TYPE_CHECKING:
+    from benchmark.tasks import Data, Profile, Task
 
 with warnings.catch_warnings():  # sacred 0.8.7 imports pkg_resources, which warns on every start
     warnings.filterwarnings("ignore", "pkg_resources is deprecated", UserWarning)
@@ -129,9 +132,9 @@ class _Prepared:
     """What a run needs that must be checked (or loaded) before its directory is created."""
 
     config: RunConfig
-    task: Any
-    profile: Any
-    data: Any
+    task: Task
+    profile: Profile
+    data: Data
     device: torch.device
     runs_dir: Path
     progress: bool
@@ -160,7 +163,7 @@ class RunExperiment(Experiment):
         finally:
             self._command_line = False
 
-    def run(  # noqa: D417 - Sacred's signature
+    def run(
         self,
         command_name: str | None = None,
         config_updates: dict | None = None,
@@ -240,7 +243,11 @@ class RunExperiment(Experiment):
         self._prepared = prepared
         path = run_dir(prepared.runs_dir, rid)
         try:
-            sacred_run = super().run(config_updates=sacred_config, options=options)
+            # the info is complete before Sacred's heartbeat thread first reads it; the run only
+            # rebinds run.info (never mutates it), so the thread never sees a dict change size
+            info = {"run_id": rid, "config": prepared.config.key(), "data": dict(prepared.data.info),
+                    "env": environment(prepared.device)}
+            sacred_run = super().run(config_updates=sacred_config, info=info, options=options)
         except Exception as err:
             return RunOutcome(rid, "failed", None, f"{type(err).__name__}: {err}", path), None
         finally:
@@ -261,8 +268,8 @@ def _describe(outcome: RunOutcome) -> str:
     line = f"run {outcome.run_id} {outcome.status}: {outcome.run_dir}"
     if outcome.result is not None:
         line += f"  test_acc {outcome.result['test_acc']:.2f}%"
-    if outcome.reason:
-        line += f"  ({outcome.reason.splitlines()[-1] if outcome.reason.strip() else ''})"
+    if outcome.reason and outcome.reason.strip():
+        line += f"  ({outcome.reason.strip().splitlines()[-1]})"
     return line
 
 
@@ -351,12 +358,17 @@ def code_version() -> str:
     """The package version, plus ``+g<short commit>`` and ``-dirty`` when run from a git checkout."""
     version = benchmark.__version__
     here = Path(benchmark.__file__).resolve().parent
+
+    def git(*args: str) -> str:
+        return subprocess.run(["git", "-C", str(here), *args], capture_output=True, text=True,
+                              timeout=10, check=True).stdout.strip()
+
     try:
-        head = subprocess.run(["git", "-C", str(here), "rev-parse", "--short", "HEAD"],
-                              capture_output=True, text=True, timeout=10, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "-C", str(here), "status", "--porcelain", "--untracked-files=no"],
-                               capture_output=True, text=True, timeout=10, check=True).stdout.strip()
-    except (OSError, subprocess.SubprocessError):
+        top, head = git("rev-parse", "--show-toplevel", "--short", "HEAD").splitlines()
+        if Path(top).resolve() / "benchmark" != here:  # installed inside some other repository
+            return version
+        dirty = git("status", "--porcelain", "--untracked-files=no")
+    except (OSError, ValueError, subprocess.SubprocessError):
         return version
     return f"{version}+g{head}" + ("-dirty" if dirty else "")
 
@@ -383,13 +395,13 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def _data_generator(data: Any) -> torch.Generator | None:
+def _data_generator(data: Data) -> torch.Generator | None:
     """The generator that draws the training order, when the train split exposes one."""
     gen = getattr(data.train, "generator", None)
     return gen if isinstance(gen, torch.Generator) else None
 
 
-def _rng_state(data: Any) -> dict[str, Any]:
+def _rng_state(data: Data) -> dict[str, Any]:
     """Every random state that the rest of a run draws from, as tensors and plain numbers."""
     kind, keys, pos, has_gauss, gauss = np.random.get_state()  # noqa: NPY002 - saved for exact resume
     py_version, py_state, py_gauss = random.getstate()
@@ -404,7 +416,7 @@ def _rng_state(data: Any) -> dict[str, Any]:
     }
 
 
-def _set_rng_state(state: dict[str, Any], data: Any) -> None:
+def _set_rng_state(state: dict[str, Any], data: Data) -> None:
     torch.set_rng_state(state["torch"])
     if state["cuda"] and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
@@ -462,7 +474,7 @@ def make_optimizer(config: RunConfig, model: nn.Module, lr: float) -> torch.opti
     step = get_method(config.method).step
     if step == "adam":
         return torch.optim.Adam(model.parameters(), lr=lr)
-    from benchmark.quant.optim import BLAQ, LossAwareAdam
+    from benchmark.quant import BLAQ, LossAwareAdam
 
     common = {"scheme": config.scheme, "bits": config.bits, "lr": lr,
               "quantize_first": config.quantize_first, "quantize_last": config.quantize_last,
@@ -476,13 +488,13 @@ def make_optimizer(config: RunConfig, model: nn.Module, lr: float) -> torch.opti
 def evaluate(model: nn.Module, batches: Iterable[tuple[torch.Tensor, torch.Tensor]]) -> float:
     """Top-1 accuracy (%) of ``model`` in eval mode over a split."""
     model.eval()
-    correct = torch.zeros((), dtype=torch.long)
+    counts: list[torch.Tensor] = []
     total = 0
     with torch.no_grad():
         for x, y in batches:
-            correct = correct + (model(x).argmax(dim=1) == y).sum().cpu()
+            counts.append((model(x).argmax(dim=1) == y).sum())
             total += len(y)
-    return 100.0 * int(correct) / max(total, 1)
+    return 100.0 * int(torch.stack(counts).sum()) / total if total else 0.0
 
 
 def _train_step(opt: torch.optim.Optimizer, model: nn.Module, loss_fn: Any,
@@ -573,8 +585,7 @@ def train(_run: Run) -> dict[str, Any]:
         history = {k: list(v) for k, v in ckpt["history"].items()}
         losses = ckpt["losses"].tolist()
         start_epoch = int(ckpt["epoch"])
-    _run.info.update({"run_id": rid, "config": cfg.key(), "data": dict(data.info),
-                      "env": environment(device), "resumed_from_epoch": start_epoch})
+    _run.info = {**_run.info, "resumed_from_epoch": start_epoch}
     for name, values in history.items():
         for epoch, value in enumerate(values, start=1):
             _run.log_scalar(name, value, epoch)
@@ -601,7 +612,7 @@ def train(_run: Run) -> dict[str, Any]:
             })
     finally:
         _save_trace(_run, make_trace(losses, meter))
-    _run.info["model_digest"] = model_digest(model)
+    _run.info = {**_run.info, "model_digest": model_digest(model)}
     return summarize(history)
 
 
