@@ -234,8 +234,8 @@ def test_sensitivity_and_zigzag_layouts(tmp_path):
 
 
 # ---------------------------------------------------------------------------------------------
-# golden tables from the committed miniature store (real smoke runs; tests/data/make_store.py
-# regenerates the store and these files; review their diff when it does)
+# golden tables from the committed miniature store of real smoke runs (tests/data/README.md:
+# `python tests/data/make_store.py` regenerates the store and the goldens; review their diff)
 
 DATA = Path(__file__).parent / "data"
 TABLES = [f"table{n}" for n in range(1, 7)]
