@@ -8,6 +8,7 @@ are imported inside the commands that need them, so ``--help`` is instant.
 from __future__ import annotations
 
 import argparse
+import os
 import shlex
 import sys
 import time
@@ -169,6 +170,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except UserError as err:
         print(f"{PROG}: error: {' '.join(str(err).split())}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # output piped into e.g. `head`, which stopped reading
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
     except KeyboardInterrupt:
         print(f"{PROG}: interrupted; the run store {runs_dir} is intact (finished runs are kept, "
               f"interrupted ones keep their last epoch): run the same command again to resume",
@@ -388,11 +392,12 @@ def _resolve_ids(df: Any, wanted: Sequence[str], runs_dir: str) -> list[str]:
 
 
 def _frame_text(df: Any) -> str:
+    """A DataFrame as aligned text: 4 significant digits, "-" for missing values."""
     import pandas as pd
 
     with pd.option_context("display.max_rows", None, "display.max_columns", None,
                            "display.width", 250, "display.max_colwidth", 60):
-        return df.to_string(index=False, na_rep="-", float_format=lambda v: f"{v:.4g}")
+        return df.map(_fmt).to_string(index=False)
 
 
 def _runs_list(args: argparse.Namespace) -> int:

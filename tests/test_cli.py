@@ -274,3 +274,186 @@ def test_interrupt_kill_and_resume_give_the_uninterrupted_table(reference, tmp_p
     assert final.returncode == 0, final.stderr
     assert all(run_status(store, i) == "completed" for i in ids)
     assert _table_files(tmp_path) == reference.files
+
+
+# --------------------------------------------------------------------------------------------
+# --list and the `runs` subcommand
+
+
+def test_list_mentions_every_table_figure_method_task_and_profile(capsys):
+    from benchmark.config import PROFILES
+    from benchmark.methods import METHODS
+    from benchmark.specs import SPECS
+    from benchmark.tasks import TASKS
+
+    assert main(["--list", "--profile", "smoke"]) == 0
+    out = capsys.readouterr().out
+    for spec in SPECS.values():
+        n = len(spec.configs("smoke"))
+        assert f"{spec.kind} {spec.number}  [{spec.key}]  {spec.title}  ({n} runs)" in out
+        assert spec.paper in out and spec.description in out
+    for name in (*METHODS, *TASKS, *PROFILES):
+        assert f"  {name} " in out
+
+
+def _runs(capsys, *argv):
+    code = main(["runs", *argv])
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def test_runs_list_with_filters(reference, capsys):
+    store = str(reference.store)
+    ids = _ids(reference.store)
+    code, out, _ = _runs(capsys, "list", "--runs-dir", store)
+    assert code == 0 and all(i in out for i in ids)
+    assert f"{len(ids)} runs: {len(ids)} completed" in out
+    code, out, _ = _runs(capsys, "list", "--runs-dir", store, "--method", "lab", "--bits", "1")
+    rows = [line for line in out.splitlines() if line[:16] in ids]
+    assert code == 0 and len(rows) == 2 and all(" lab " in r for r in rows)
+    code, out, _ = _runs(capsys, "list", "--runs-dir", store, "--task", "mnist-mlp",
+                         "--profile", "smoke", "--status", "completed")
+    rows = [line for line in out.splitlines() if line[:16] in ids]
+    assert len(rows) == 3 and all("mnist-mlp" in r for r in rows)
+    code, out, _ = _runs(capsys, "list", "--runs-dir", store, "--status", "failed")
+    assert code == 0 and "no runs" in out
+
+
+def test_runs_show_compare_and_export(reference, capsys, tmp_path):
+    import pandas as pd
+
+    from benchmark.runsdb import load_runs
+
+    store = str(reference.store)
+    runs = load_runs(store).set_index("run_id")
+    lab = runs[runs.method == "lab"].index[0]
+    fp = runs[runs.method == "fp"].index[0]
+    code, out, _ = _runs(capsys, "show", lab[:7], "--runs-dir", store)
+    assert code == 0 and out.startswith(f"run {lab}  status completed")
+    assert "method=lab" in out and f"test_acc={runs.loc[lab, 'test_acc']:.4g}" in out
+    epochs = [line.split()[0] for line in out.split("metrics per epoch:\n")[1].splitlines()[1:]]
+    assert epochs == [str(e) for e in range(1, runs.loc[lab, "epochs"] + 1)]
+
+    code, out, _ = _runs(capsys, "compare", lab, fp[:8], "--runs-dir", store)
+    lines = {line[2:].split()[0]: line for line in out.splitlines()[1:-1]}
+    assert code == 0 and lines["method"].startswith("* ") and lines["profile"].startswith("  ")
+    assert lines["method"].split()[2:] == ["lab", "fp"]
+
+    path = tmp_path / "out" / "runs.csv"
+    code, out, _ = _runs(capsys, "export", "--csv", str(path), "--runs-dir", store, "--bits", "32")
+    exported = pd.read_csv(path)
+    assert code == 0 and f"wrote {len(exported)} runs" in out
+    assert sorted(exported.run_id) == sorted(runs[runs.bits == 32].index)
+    assert exported.set_index("run_id").test_acc.to_dict() == runs[runs.bits == 32].test_acc.to_dict()
+
+
+def test_runs_unknown_or_ambiguous_id_exit_2(reference, capsys):
+    store = str(reference.store)
+    _one_line_error(capsys, ["runs", "show", "0000nope", "--runs-dir", store], "no run")
+    _one_line_error(capsys, ["runs", "compare", "", "--runs-dir", store], "runs in")
+
+
+# --------------------------------------------------------------------------------------------
+# errors through the whole process, failed runs, a dead worker
+
+
+@pytest.mark.parametrize(
+    ("argv", "needle"),
+    [(["--table", "99"], "no table 99; choose one of 1, 2, 3"),
+     (["--figure", "1"], "no figure 1; choose one of 3, 4, 5"),
+     (["--table", "1", "--figure", "4", "--all", "--profile", "smoke", "--seeds=-1,2"],
+      "non-negative")],
+)
+def test_unknown_table_or_figure_exit_2(capsys, argv, needle):
+    _one_line_error(capsys, argv, needle)
+
+
+def test_bad_runs_dir_for_the_grid_exit_2(capsys, tmp_path):
+    f = tmp_path / "afile"
+    f.write_text("x")
+    _one_line_error(capsys, ["--table", "1", "--profile", "smoke", "--runs-dir", str(f)], "is a file")
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "STORE_VERSION").write_text(json.dumps({"format": 2}))
+    argv = ["--table", "1", "--profile", "smoke", "--dry-run", "--runs-dir", str(other)]
+    _one_line_error(capsys, argv, "format 2")
+
+
+@pytest.mark.skipif(__import__("torch").cuda.is_available(), reason="needs a machine without CUDA")
+def test_device_cuda_without_a_gpu_exit_2(capsys):
+    _one_line_error(capsys, ["--table", "1", "--device", "cuda"], "no CUDA device")
+
+
+@pytest.mark.parametrize(
+    ("argv", "needle"),
+    [(["--jobs", "0", "--table", "1"], "--jobs: must be a positive integer"),
+     (["--table", "99"], "no table 99")],
+)
+def test_bad_arguments_through_the_process_exit_2(tmp_path, data_root, argv, needle):
+    done = _cli(tmp_path, *argv, data_root=data_root)
+    assert done.returncode == 2
+    assert done.stderr.count("\n") == 1 and needle in done.stderr
+    assert "Traceback" not in done.stderr and done.stdout == ""
+
+
+USER_SCRIPT = '''
+"""A user's own tasks and table, run through the command line: one run diverges, one kills its worker."""
+import dataclasses
+import os
+import signal
+
+from benchmark.cli import main
+from benchmark.specs import Entry, Spec, register_spec
+from benchmark.tables import render_method_table
+from benchmark.tasks import get_task, register_task
+from benchmark.tasks.losses import LOSSES
+
+
+def nan_loss(logits, y):
+    return logits.sum() * float("nan")
+
+
+def killing_loss(logits, y):
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+LOSSES["nan"] = nan_loss
+LOSSES["kill"] = killing_loss
+mlp = get_task("mnist-mlp")
+register_task(dataclasses.replace(mlp, name="diverging-mlp", label="Diverging MLP", loss="nan"))
+register_task(dataclasses.replace(mlp, name="killed-mlp", label="Killed MLP", loss="kill"))
+register_spec(Spec(
+    key="table9", kind="table", number=9, title="Failures", paper="not in the paper",
+    description="a diverging run and a run whose process dies, beside two good ones",
+    grids={"paper": (Entry("mnist-mlp", "fp"), Entry("diverging-mlp", "fp"),
+                     Entry("killed-mlp", "fp"), Entry("mnist-mlp", "lab", 1))},
+    renderer=render_method_table))
+
+if __name__ == "__main__":
+    raise SystemExit(main())
+'''
+
+
+@pytest.mark.slow
+def test_failed_runs_and_a_dead_worker_are_reported_and_the_table_still_renders(tmp_path, data_root):
+    script = tmp_path / "my_tables.py"
+    script.write_text(USER_SCRIPT)
+    env = {**os.environ, "BLAQ_DATA_ROOT": str(data_root), "PYTHONPATH": str(REPRODUCE.parent)}
+    argv = [sys.executable, str(script), "--table", "9", "--profile", "smoke", "--jobs", "2"]
+    done = subprocess.run(argv, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 1, done.stderr  # rendered, but some runs failed
+    assert "Traceback" not in done.stderr
+    assert "2 completed, 2 failed" in done.stdout
+    failures = done.stdout.split("2 failed run(s)")[1].split("\n\n")[0]
+    lines = {line.split()[0]: line for line in failures.splitlines() if line.startswith("  ")}
+    store = tmp_path / "runs"
+    ids = {run_status(store, i): i for i in lines}
+    assert set(ids) == {"failed", "incomplete"}  # diverged (recorded) and killed (left running)
+    assert "diverging-mlp" in lines[ids["failed"]] and "nan" in lines[ids["failed"]].lower()
+    assert "killed-mlp" in lines[ids["incomplete"]]
+    assert "worker process died (killed by SIGKILL)" in lines[ids["incomplete"]]
+    table = (tmp_path / "tables" / "smoke" / "table9.md").read_text()
+    rows = {line.split("|")[1].strip(): line for line in table.splitlines() if line.startswith("| ")}
+    assert "failed 1/1" in rows["Diverging MLP"] and "incomplete 1/1" in rows["Killed MLP"]
+    assert table.count("| MNIST MLP ") == 2 and "failed" not in rows["MNIST MLP"]
+

@@ -10,7 +10,7 @@ import pytest
 from benchmark import grid
 from benchmark.config import RunConfig
 from benchmark.errors import UserError
-from benchmark.store import open_store
+from benchmark.store import list_run_dirs, open_store
 
 
 @dataclass(frozen=True)
@@ -115,3 +115,15 @@ def test_estimate_from_past_runs_else_the_task_profile(tmp_path):
     est = grid.estimate_seconds(plan.to_run, store)
     assert est[todo[0].run_id] == (15.0, "store")  # the mean of the same task/profile/method/bits
     assert est[todo[1].run_id] == (get_task("mnist-mlp").profile("quick").est_seconds, "profile")
+
+
+@pytest.mark.slow
+def test_a_user_error_inside_a_run_stops_the_grid(tmp_path, monkeypatch):
+    """Paper profile without ImageNet on disk: the worker's UserError ends the grid, and is raised."""
+    monkeypatch.setenv("BLAQ_DATA_ROOT", str(tmp_path / "nodata"))
+    configs = grid.expand([ListSpec("s", (RunConfig(task="imagenet-resnet18", method="fp"),))],
+                          "paper", (0, 1, 2))
+    plan = grid.plan_grid(configs, tmp_path / "runs", "paper")
+    with pytest.raises(UserError, match="ImageNet"):
+        grid.execute(plan, jobs=1, device="cpu", progress=False)
+    assert list_run_dirs(tmp_path / "runs") == []  # nothing was recorded
