@@ -14,10 +14,13 @@ import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from benchmark.config import PROFILES
 from benchmark.errors import UserError
+
+if TYPE_CHECKING:
+    from benchmark.grid import Plan
 
 PROG = "reproduce.py"
 
@@ -35,9 +38,9 @@ examples:
   reproduce.py --all --profile smoke --jobs 2  everything, in seconds per run
   reproduce.py --table 6 --dry-run             the grid: cached / to run / failed, and a time estimate
   reproduce.py --table 3 --seeds 5             seeds 0..4;  --seeds 0,3,7 or --seeds 2-4 pick seeds
-  reproduce.py --table 5 --profile paper --data-root /data/imagenet --device cuda
+  reproduce.py --table 5 --profile paper --data-root /data --device cuda   (ImageNet in /data/imagenet)
   reproduce.py runs list --method blaq --status completed
-  reproduce.py runs show 3f2a9c1b                a run by (a unique prefix of) its id
+  reproduce.py runs show 3f2a9c1b              a run by (a unique prefix of) its id
   reproduce.py runs compare 3f2a9c1b 77e01d4a
   reproduce.py runs export --csv runs.csv
 
@@ -47,8 +50,9 @@ the grid:
   an interrupted or killed one resumes from its last epoch checkpoint; a failed one is kept as
   failed (shown as such in the table) unless --retry-failed. Runs execute in --jobs worker
   processes with max(1, cores // jobs) torch threads each. Ctrl-C stops the workers cleanly:
-  run the same command again to resume. Results may differ in the last bits between different
-  thread counts, so keep --jobs fixed within one store if you need bitwise-equal reruns.
+  run the same command again to resume. The torch thread count changes results in the last bits
+  (and a run id does not include it: each run records its threads), so keep --jobs fixed within
+  one store where bitwise-equal reruns and resumes matter.
 
 exit status: 0 done, 1 some runs failed or were busy (tables are rendered anyway, with those
 cells marked), 2 bad arguments or store, 130 interrupted.
@@ -149,7 +153,7 @@ def build_parser() -> argparse.ArgumentParser:
     where.add_argument("--data-root", default=None, metavar="DIR",
                        help="datasets (default: $BLAQ_DATA_ROOT, else ./data)")
     where.add_argument("--download", action="store_true",
-                       help="download datasets that torchvision can download")
+                       help="download the datasets torchvision can fetch (once, before the runs start)")
     parser.set_defaults(handler=_reproduce)
 
     sub = parser.add_subparsers(title="subcommands", dest="command", metavar="runs")
@@ -205,7 +209,7 @@ def _reproduce(args: argparse.Namespace) -> int:
     device = _check_device(args.device)
     jobs = args.jobs or grid.default_jobs(device)
     configs = grid.expand(specs, args.profile, args.seeds)
-    plan = grid.plan_grid(configs, args.runs_dir, args.profile, retry_failed=args.retry_failed)
+    plan = grid.plan_grid(configs, args.runs_dir, retry_failed=args.retry_failed)
     threads = grid.threads_per_job(jobs)
     names = ", ".join(s.key for s in specs)
     if args.dry_run:
@@ -229,15 +233,18 @@ def _reproduce(args: argparse.Namespace) -> int:
               f"`{PROG} runs show ID` for details):")
         for run, reason in failures:
             print(f"  {run.run_id}  {run.label}: {reason}")
-    for run in report.busy():
-        print(f"  {run.run_id}  {run.label}: busy (another process is training it; rerun later)")
+    busy = report.busy()
+    if busy:
+        print(f"{len(busy)} busy run(s) (another process is training them; rerun when it is done):")
+        for run in busy:
+            print(f"  {run.run_id}  {run.label}")
     for spec in specs:
         started = time.monotonic()
         rendered = spec.render(args.runs_dir, args.profile, args.seeds, args.out_dir)
         print(f"\n{rendered.text.rstrip()}\n")
         files = ", ".join(str(p) for p in rendered.paths)
         print(f"{spec.key} written to {files} ({time.monotonic() - started:.1f} s)", flush=True)
-    return 1 if failures or report.busy() else 0
+    return 1 if failures or busy else 0
 
 
 def _check_device(device: str) -> str:
@@ -257,7 +264,7 @@ def _duration(seconds: float) -> str:
     return f"{seconds / 3600:.1f} h"
 
 
-def _dry_run_text(plan: Any, names: str, jobs: int, threads: int, args: argparse.Namespace) -> str:
+def _dry_run_text(plan: Plan, names: str, jobs: int, threads: int, args: argparse.Namespace) -> str:
     from benchmark import grid
 
     est = grid.estimate_seconds(plan.to_run, plan.runs_dir)

@@ -31,7 +31,7 @@ from typing import Any, Protocol
 
 from benchmark.config import RunConfig
 from benchmark.errors import UserError
-from benchmark.store import check_store, open_store, read_run, run_dir, run_status
+from benchmark.store import check_store, open_store, run_status
 
 STOP_GRACE_S = 60.0  # how long a stopped worker may take to record its interrupted run
 
@@ -64,9 +64,12 @@ class GridRun:
     def label(self) -> str:
         """Task, method, bits and seed in a few words, for progress lines and listings."""
         c = self.config
-        bits = "fp" if c.method == "fp" else f"{c.bits} bit" + ("s" if c.bits != 1 else "")
-        extra = f" a={c.a:g} m={c.m}" if c.a is not None else ""
-        return f"{c.task} {c.method} {bits} {c.scheme or ''}{extra} seed {c.seed}".replace("  ", " ")
+        words = [c.task, c.method]
+        if c.scheme is not None:
+            words += [f"{c.bits} bit{'s' if c.bits != 1 else ''}", c.scheme]
+        if c.a is not None:
+            words += [f"a={c.a:g}", f"m={c.m}"]
+        return " ".join([*words, "seed", str(c.seed)])
 
 
 @dataclass(frozen=True)
@@ -75,7 +78,6 @@ class Plan:
 
     runs: tuple[GridRun, ...]
     runs_dir: Path
-    profile: str
 
     def with_action(self, *actions: str) -> list[GridRun]:
         return [r for r in self.runs if r.action in actions]
@@ -108,9 +110,7 @@ def expand(specs: Iterable[_SpecLike], profile: str, seeds: Sequence[int] | None
     return out
 
 
-def plan_grid(
-    configs: Iterable[RunConfig], runs_dir: str | Path, profile: str, *, retry_failed: bool = False
-) -> Plan:
+def plan_grid(configs: Iterable[RunConfig], runs_dir: str | Path, *, retry_failed: bool = False) -> Plan:
     """Look up every config's run id in the store (nothing is written; a missing store is empty).
 
     A ``runs_dir`` that is a file or holds a store of another format raises UserError.
@@ -129,7 +129,7 @@ def plan_grid(
         seen.add(rid)
         status = run_status(runs_dir, rid) if exists else "missing"
         runs.append(GridRun(resolved, rid, status, action_of[status]))
-    return Plan(tuple(runs), runs_dir, profile)
+    return Plan(tuple(runs), runs_dir)
 
 
 def estimate_seconds(runs: Sequence[GridRun], runs_dir: str | Path) -> dict[str, tuple[float, str]]:
@@ -219,21 +219,30 @@ class GridReport:
     def failures(self) -> list[tuple[GridRun, str]]:
         """Every run of the grid that is failed now, with its reason (new failures and kept ones)."""
         out = [(r.run, r.reason or "no reason recorded") for r in self.results if r.status == "failed"]
-        for r in self.plan.with_action("failed"):
-            out.append((r, fail_reason(self.plan.runs_dir, r.run_id) or "no reason recorded"))
+        kept = self.plan.with_action("failed")
+        if kept:
+            from benchmark.runsdb import load_runs
+
+            rows = load_runs(self.plan.runs_dir, [r.run_id for r in kept]).set_index("run_id")
+            for r in kept:
+                reason = rows["fail_reason"].get(r.run_id)
+                out.append((r, reason if isinstance(reason, str) else "no reason recorded"))
         return out
 
     def busy(self) -> list[GridRun]:
         return [r.run for r in self.results if r.status == "busy"]
 
 
-def fail_reason(runs_dir: str | Path, run_id: str) -> str | None:
-    """The last line of a failed run's recorded traceback (the exception and its message)."""
-    trace = (read_run(run_dir(runs_dir, run_id)).run or {}).get("fail_trace")
-    if isinstance(trace, list):
-        trace = "".join(trace)
-    lines = [line.strip() for line in str(trace or "").splitlines() if line.strip()]
-    return lines[-1] if lines else None
+def fetch_data(runs: Iterable[GridRun], data_root: str | Path | None = None) -> None:
+    """Download each dataset the runs need, once, in this process, before the workers start.
+
+    Parallel workers downloading the same archive at once would corrupt it; loading the data here
+    also fills the tasks' preprocessing cache, which the workers then read.
+    """
+    from benchmark.tasks import get_task
+
+    for task, profile in dict.fromkeys((r.config.task, r.config.profile) for r in runs):
+        get_task(task).load_data(profile, data_root, download=True)
 
 
 def execute(
@@ -248,7 +257,7 @@ def execute(
 ) -> GridReport:
     """Run the plan's missing, incomplete (and retried) runs in ``jobs`` worker processes.
 
-    With ``progress``, a tqdm bar over the grid and one line per finished run go to stderr.
+    With ``download``, the datasets are fetched first, here (see ``fetch_data``). With ``progress``, a tqdm bar over the grid and one line per finished run go to stderr.
     Ctrl-C (KeyboardInterrupt) stops the workers, whose runs are recorded as interrupted and
     resume on the next call, and is re-raised.
     """
@@ -260,9 +269,11 @@ def execute(
     if not todo:
         return report
     open_store(plan.runs_dir, create=True)
+    if download:
+        fetch_data(todo, data_root)
     threads = threads if threads is not None else threads_per_job(jobs)
     run_kwargs = {"runs_dir": str(plan.runs_dir), "data_root": None if data_root is None else str(data_root),
-                  "device": device, "download": download}
+                  "device": device, "download": False}
     counts = plan.counts()
     total = len(todo)
     bar = tqdm(total=total, desc="runs", unit="run", file=sys.stderr, disable=not progress,

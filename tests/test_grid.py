@@ -65,15 +65,15 @@ def test_plan_maps_store_status_to_actions_and_retry_failed(tmp_path):
     _fake_run(store, ids[0], "COMPLETED")
     _fake_run(store, ids[1], "FAILED", result=False)
     _fake_run(store, ids[2], "RUNNING", result=False)
-    plan = grid.plan_grid(configs, store, "smoke")
+    plan = grid.plan_grid(configs, store)
     assert [r.action for r in plan.runs] == ["cached", "failed", "resume", "run"]
     assert [r.status for r in plan.runs] == ["completed", "failed", "incomplete", "missing"]
     assert [r.run_id for r in plan.to_run] == [ids[2], ids[3]]
     assert plan.counts() == {"cached": 1, "run": 1, "resume": 1, "retry": 0, "failed": 1, "total": 4}
-    retry = grid.plan_grid(configs, store, "smoke", retry_failed=True)
+    retry = grid.plan_grid(configs, store, retry_failed=True)
     assert [r.action for r in retry.runs] == ["cached", "retry", "resume", "run"]
     assert [r.run_id for r in retry.to_run] == [ids[1], ids[2], ids[3]]
-    report = grid.execute(plan.__class__(tuple(plan.with_action("cached", "failed")), store, "smoke"),
+    report = grid.execute(grid.Plan(tuple(plan.with_action("cached", "failed")), store),
                           jobs=2, progress=False)
     assert report.results == []  # nothing to run: no worker is started
     assert report.failures() == [(plan.runs[1], "RuntimeError: loss is nan")]
@@ -81,17 +81,17 @@ def test_plan_maps_store_status_to_actions_and_retry_failed(tmp_path):
 
 def test_plan_of_a_missing_store_writes_nothing_and_bad_stores_are_refused(tmp_path):
     configs = grid.expand([ListSpec("s", (LAQ1, FP))], "smoke")
-    plan = grid.plan_grid(configs, tmp_path / "runs", "smoke")
+    plan = grid.plan_grid(configs, tmp_path / "runs")
     assert [r.action for r in plan.runs] == ["run", "run"]
     assert not (tmp_path / "runs").exists()
     (tmp_path / "afile").write_text("x")
     with pytest.raises(UserError, match="is a file"):
-        grid.plan_grid(configs, tmp_path / "afile", "smoke")
+        grid.plan_grid(configs, tmp_path / "afile")
     other = tmp_path / "other"
     other.mkdir()
     (other / "STORE_VERSION").write_text(json.dumps({"format": 7}))
     with pytest.raises(UserError, match="format 7"):
-        grid.plan_grid(configs, other, "smoke")
+        grid.plan_grid(configs, other)
 
 
 def test_threads_divide_the_cores_among_jobs(monkeypatch):
@@ -111,7 +111,7 @@ def test_estimate_from_past_runs_else_the_task_profile(tmp_path):
     for c, seconds in zip(done, (10.0, 20.0), strict=True):
         _fake_run(store, c.run_id, "COMPLETED", config=c.key(), seconds=seconds)
     todo = grid.expand([ListSpec("s", (LAQ1, FP))], "quick", (2,))
-    plan = grid.plan_grid(todo, store, "quick")
+    plan = grid.plan_grid(todo, store)
     est = grid.estimate_seconds(plan.to_run, store)
     assert est[todo[0].run_id] == (15.0, "store")  # the mean of the same task/profile/method/bits
     assert est[todo[1].run_id] == (get_task("mnist-mlp").profile("quick").est_seconds, "profile")
@@ -123,7 +123,26 @@ def test_a_user_error_inside_a_run_stops_the_grid(tmp_path, monkeypatch):
     monkeypatch.setenv("BLAQ_DATA_ROOT", str(tmp_path / "nodata"))
     configs = grid.expand([ListSpec("s", (RunConfig(task="imagenet-resnet18", method="fp"),))],
                           "paper", (0, 1, 2))
-    plan = grid.plan_grid(configs, tmp_path / "runs", "paper")
+    plan = grid.plan_grid(configs, tmp_path / "runs")
     with pytest.raises(UserError, match="ImageNet"):
         grid.execute(plan, jobs=1, device="cpu", progress=False)
     assert list_run_dirs(tmp_path / "runs") == []  # nothing was recorded
+
+
+def test_run_labels_name_task_method_bits_and_seed():
+    configs = grid.expand([ListSpec("s", (FP, BLAQ1, RunConfig(method="laq", bits=3)))], "smoke", (4,))
+    labels = [r.label for r in grid.plan_grid(configs, "nowhere").runs]
+    assert labels == ["mnist-mlp fp seed 4", "mnist-mlp blaq 1 bit lab a=0.6 m=5 seed 4",
+                      "mnist-mlp laq 3 bits laq-linear seed 4"]
+
+
+def test_fetch_data_loads_each_dataset_once_with_download(monkeypatch):
+    from benchmark.tasks import Task
+
+    calls = []
+    monkeypatch.setattr(Task, "load_data", lambda self, profile, data_root=None, download=False:
+                        calls.append((self.name, profile, data_root, download)))
+    configs = grid.expand([ListSpec("s", (FP, BLAQ1, RunConfig(task="mnist-lenet5", method="fp")))],
+                          "smoke", (0, 1))
+    grid.fetch_data(grid.plan_grid(configs, "nowhere").runs, "/data")
+    assert calls == [("mnist-mlp", "smoke", "/data", True), ("mnist-lenet5", "smoke", "/data", True)]
