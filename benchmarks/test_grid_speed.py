@@ -54,7 +54,7 @@ def full_store(tmp_path_factory):
 
 def test_grid_check_of_all_specs(benchmark, full_store):
     def check():
-        return grid.plan_grid(grid.expand(SPECS.values(), "quick"), full_store, "quick")
+        return grid.plan_grid(grid.expand(SPECS.values(), "quick"), full_store)
 
     plan = benchmark(check)
     assert plan.counts()["cached"] == plan.counts()["total"] > 100
