@@ -23,7 +23,15 @@ import pandas as pd  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
 from benchmark.runsdb import load_metrics, load_trace  # noqa: E402
-from benchmark.tables import DAGGER, Grid, Rendered, footer, method_label, task_label  # noqa: E402
+from benchmark.tables import (  # noqa: E402
+    DAGGER,
+    Grid,
+    Rendered,
+    bits_label,
+    footer,
+    method_label,
+    task_label,
+)
 
 COLORS = {"laq": "#1f6fb4", "blaq": "#e8730c", "lab": "#1f6fb4", "fp": "#555555"}
 # LAQ wide under BLAQ narrow: where BLAQ equals LAQ (its plain epochs) both stay visible
@@ -104,7 +112,7 @@ def _method_style(method: str) -> dict[str, object]:
 
 def _entry_label(grid: Grid, e: int) -> str:
     s = grid.setting(e)
-    return f"{method_label(s['method'])}, {s['bits']} bit{'s' if s['bits'] != 1 else ''}"
+    return f"{method_label(s['method'])}, {bits_label(s['bits'])}"
 
 
 def _first_completed(grid: Grid, e: int) -> str | None:

@@ -14,7 +14,7 @@ import io
 import math
 import os
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from functools import cached_property
 from pathlib import Path
 from typing import Any
@@ -27,6 +27,7 @@ from benchmark.paper import SOURCES, Reference, lookup
 
 DAGGER = "†"
 DASH = "—"
+MAX_FAILURES_SHOWN = 5  # failed runs named (with their reason) under a table
 
 
 @dataclass(frozen=True)
@@ -102,12 +103,10 @@ class Cell:
     """The runs of one setting: the completed values and how the others ended."""
 
     values: tuple[float, ...]
-    seeds: tuple[int, ...]
     n_failed: int = 0
     n_incomplete: int = 0
     n_missing: int = 0
     stand_in: bool = False
-    failures: tuple[str, ...] = field(default_factory=tuple)
 
     @property
     def n(self) -> int:
@@ -152,15 +151,12 @@ def cell(rows: pd.DataFrame, column: str = "test_acc") -> Cell:
     values = pd.to_numeric(rows[column], errors="coerce").to_numpy(dtype=float, na_value=np.nan)
     done = (status == "completed") & ~np.isnan(values)
     stand_in = rows["stand_in"].to_numpy()[done]
-    failed = status == "failed"
     return Cell(
         values=tuple(float(v) for v in values[done]),
-        seeds=tuple(int(s) for s in rows["seed"].to_numpy()[done]),
-        n_failed=int(failed.sum()),
+        n_failed=int((status == "failed").sum()),
         n_incomplete=int(((status == "incomplete") | ((status == "completed") & ~done)).sum()),
         n_missing=int((status == "missing").sum()),
         stand_in=any(isinstance(v, (bool, np.bool_)) and bool(v) for v in stand_in),
-        failures=tuple(str(r) for r in rows["fail_reason"].to_numpy()[failed] if isinstance(r, str)),
     )
 
 
@@ -317,7 +313,7 @@ def _group_label(values: Mapping[str, Any]) -> str:
         if name == "task":
             parts.append(task_label(value))
         elif name == "bits":
-            parts.append(f"{value} bit{'s' if value != 1 else ''}")
+            parts.append(bits_label(value))
         else:
             parts.append(f"{name}={value}")
     return ", ".join(parts)
@@ -336,6 +332,10 @@ def task_label(task: str) -> str:
     from benchmark.tasks import get_task  # late: the task registry imports torchvision
 
     return get_task(task).label
+
+
+def bits_label(bits: int) -> str:
+    return f"{bits} bit" if bits == 1 else f"{bits} bits"
 
 
 def method_label(method: str) -> str:
@@ -377,6 +377,13 @@ def footer(grid: Grid, sources: Sequence[str] = ()) -> list[str]:
         f"Code version(s): {', '.join(map(str, _unique(seen.code_version))) or DASH}.",
         f"LR schedule: {schedules}.",
     ]
+    failed = f[f.status == "failed"]
+    for _, r in failed.head(MAX_FAILURES_SHOWN).iterrows():
+        lines.append(f"Failed run {r.run_id} ({r.task}, {r.method}, {bits_label(r.bits)}, seed {r.seed}): "
+                     f"{r.fail_reason or 'no reason recorded'}.")
+    if len(failed) > MAX_FAILURES_SHOWN:
+        lines.append(f"... and {len(failed) - MAX_FAILURES_SHOWN} more failed runs "
+                     "(`reproduce.py runs list --status failed`).")
     if sources:
         lines.append("Paper numbers: " + "; ".join(f"[{k}] {SOURCES[k]}" for k in sources) + ".")
     return lines
