@@ -292,7 +292,9 @@ def run_config(
     """Train ``config`` into the run store at ``runs_dir`` (or find it cached or busy there).
 
     Bad input raises UserError before anything is written; a run that raises or diverges is
-    recorded as FAILED and returned as ``failed`` with the reason.
+    recorded as FAILED and returned as ``failed`` with the reason; Ctrl-C (KeyboardInterrupt)
+    records it as INTERRUPTED and propagates. One run at a time per process: the thread count
+    and torch's deterministic mode are process-wide (they are restored afterwards).
     """
     updates = {**dataclasses.asdict(config), "runs_dir": str(runs_dir),
                "data_root": None if data_root is None else str(data_root), "device": device,

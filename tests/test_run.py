@@ -373,6 +373,17 @@ def test_bad_input_raises_before_anything_is_written(config, settings, needle, t
     assert not store.exists()
 
 
+def test_truncated_data_in_the_paper_profile_is_bad_input(tmp_path):
+    raw = tmp_path / "data" / "MNIST" / "raw"
+    raw.mkdir(parents=True)
+    for name in ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte",
+                 "t10k-labels-idx1-ubyte"):
+        (raw / name).write_bytes(b"\x00\x00\x08\x03" + bytes(60))  # a header and no images
+    with pytest.raises(UserError, match="truncated or corrupt"):
+        run_config(RunConfig(method="fp", profile="paper"), tmp_path / "runs", data_root=tmp_path / "data")
+    assert not (tmp_path / "runs").exists()
+
+
 def test_cuda_without_a_gpu_is_bad_input(tmp_path):
     if torch.cuda.is_available():
         pytest.skip("a GPU is visible")
