@@ -258,7 +258,8 @@ class Falls:
             return f"{head} cannot tell: fewer than two settings have completed runs."
         ys = [y for _, y in known]
         falls = all(b < a for a, b in zip(ys, ys[1:], strict=False))
-        series = ", ".join(f"{x} {self.along}: {y:.{_decimals_for(y)}f}" for x, y in known)
+        series = ", ".join(f"{bits_label(x) if self.along == 'bits' else x}: "
+                           f"{y:.{_decimals_for(y)}f}" for x, y in known)
         if falls:
             return f"{head} yes ({series})."
         overall = "though lower at the end than at the start" if ys[-1] < ys[0] else \
@@ -278,31 +279,37 @@ class BestSetting:
         first = grid.frame.drop_duplicates("entry")
         parts = []
         for key, sub in first.groupby(list(self.group), sort=False):
-            measured, published = [], []
+            label = _group_label(dict(zip(self.group, key if isinstance(key, tuple) else (key,),
+                                          strict=True)))
+            means: dict[tuple[Any, ...], float] = {}
+            published = []
             for e in sub.entry:
-                c = cell(grid.rows(e))
                 setting = tuple(grid.setting(e)[k] for k in self.over)
+                c = cell(grid.rows(e))
                 if c.mean is not None:
-                    measured.append((c.mean, setting))
+                    means[setting] = c.mean
                 ref = _paper(grid, e)
                 if ref is not None:
                     published.append((ref.value, setting))
-            label = _group_label(dict(zip(self.group, key if isinstance(key, tuple) else (key,),
-                                          strict=True)))
-            if not measured:
+            if not means:
                 parts.append(f"{label}: no completed runs")
                 continue
-            measured.sort(reverse=True)
-            best = measured[0][1]
-            text = f"{label}: best {_fmt_setting(self.over, best)}"
+            top = max(means.values())
+            leaders = [st for st, v in means.items() if math.isclose(v, top, abs_tol=1e-9)]
+            text = f"{label}: best " + " and ".join(_fmt_setting(self.over, st) for st in leaders)
+            text += " (tied)" if len(leaders) > 1 else ""
             if published:
                 paper_best = max(published)[1]
-                rank = [s for _, s in measured].index(paper_best) + 1 if paper_best in \
-                    [s for _, s in measured] else None
-                where = f"ranks {rank} of {len(measured)} here" if rank else "has no run here"
-                agree = "agrees" if paper_best == best else f"paper's best " \
-                    f"{_fmt_setting(self.over, paper_best)} {where}"
-                text += f" ({agree})"
+                shown = _fmt_setting(self.over, paper_best)
+                if paper_best in leaders:
+                    text += " (the paper's best is among them)" if len(leaders) > 1 else \
+                        " (agrees with the paper)"
+                elif paper_best in means:
+                    rank = 1 + sum(v > means[paper_best] for v in means.values())
+                    text += (f" (the paper's best {shown} ranks {rank} of {len(means)} here, "
+                             f"{top - means[paper_best]:.2f} points lower)")
+                else:
+                    text += f" (the paper's best {shown} has no completed run here)"
             parts.append(text)
         return f"{self.claim}: " + "; ".join(parts) + "."
 

@@ -140,16 +140,26 @@ def test_falls_needs_a_strictly_falling_series(tmp_path):
     assert falls(fake_grid(tmp_path, cells)).startswith(
         "falls: no, not monotonically, though lower at the end")
     cells[2] = ({"method": "laq", "bits": 3}, [("completed", 4.0)])
-    assert falls(fake_grid(tmp_path, cells)).startswith("falls: yes (1 bits: 0.00900, 2 bits: 0.00500")
+    assert falls(fake_grid(tmp_path, cells)).startswith("falls: yes (1 bit: 0.00900, 2 bits: 0.00500")
 
 
 def test_best_setting_ranks_the_papers_best(tmp_path):
     cells = [({"a": a, "m": 5}, [("completed", v)]) for a, v in ((0.9, 90.0), (0.6, 89.0),
                                                                   (0.3, 91.0))]
     text = BestSetting("measured")(fake_grid(tmp_path, cells))
-    # the appendix (MLP, m=5) ranks a=0.6 first; here it comes last of three
-    assert text == ("measured: MNIST MLP, 1 bit: best a=0.3, m=5 (paper's best a=0.6, m=5 "
-                    "ranks 3 of 3 here).")
+    # the appendix (MLP, m=5) ranks a=0.6 first; here it comes last of three, 2 points down
+    assert text == ("measured: MNIST MLP, 1 bit: best a=0.3, m=5 (the paper's best a=0.6, m=5 "
+                    "ranks 3 of 3 here, 2.00 points lower).")
+
+
+def test_best_setting_says_when_settings_tie(tmp_path):
+    cells = [({"a": a, "m": 5}, [("completed", v)]) for a, v in ((0.6, 91.0), (0.3, 91.0))]
+    assert BestSetting("measured")(fake_grid(tmp_path, cells)) == (
+        "measured: MNIST MLP, 1 bit: best a=0.6, m=5 and a=0.3, m=5 (tied) (the paper's best is "
+        "among them).")
+    cells = [({"a": 0.6, "m": 5}, [("failed", 0)]), ({"a": 0.3, "m": 5}, [("completed", 91.0)])]
+    assert BestSetting("measured")(fake_grid(tmp_path, cells)).endswith(
+        "best a=0.3, m=5 (the paper's best a=0.6, m=5 has no completed run here).")
 
 
 def test_rendered_table_has_claims_cells_paper_and_footer(tmp_path):
