@@ -1,7 +1,9 @@
-"""Figure renderers: a spec's grid of runs -> PNG and PDF files (matplotlib, seaborn, Agg).
+"""Figure renderers: a spec's grid of runs -> PNG and PDF files (matplotlib, seaborn).
 
 Each figure has a ``build_*`` function that returns the matplotlib Figure (tests inspect its
 axes and lines) and a ``render_*`` function that saves it as ``<key>.png`` and ``<key>.pdf``.
+Figures are built without pyplot (the Agg renderer draws the PNG), so rendering neither changes
+the caller's backend nor leaves open figures behind.
 All share one style: LAQ in blue, BLAQ in orange, 1/2/3/4 bits as solid/dashed/dotted/dash-dot
 lines, a mean over seeds with a band from the lowest to the highest seed, and the table footer
 (profile, data really used, seeds, runs, code version) under the axes.
@@ -13,17 +15,13 @@ import contextlib
 import textwrap
 from collections.abc import Iterator, Sequence
 
-import matplotlib
+import numpy as np
+import pandas as pd
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure
 
-matplotlib.use("Agg")
-
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-from matplotlib.figure import Figure  # noqa: E402
-
-from benchmark.runsdb import load_metrics, load_trace  # noqa: E402
-from benchmark.tables import (  # noqa: E402
+from benchmark.runsdb import load_metrics, load_trace
+from benchmark.tables import (
     DAGGER,
     Grid,
     Rendered,
@@ -93,14 +91,13 @@ def _save(fig: Figure, grid: Grid) -> Rendered:
     paths = (out / f"{grid.spec.key}.png", out / f"{grid.spec.key}.pdf")
     fig.savefig(paths[0], dpi=130)
     fig.savefig(paths[1])
-    plt.close(fig)
     notes = "\n".join(f"- {n}" for n in footer(grid))
     text = (f"Figure {grid.spec.number}: {grid.spec.title} ({grid.profile} profile)\n"
             f"{notes}\n" + "".join(f"- written: {p}\n" for p in paths))
     return Rendered(paths, text)
 
 
-def _empty(ax: plt.Axes, message: str) -> None:
+def _empty(ax: Axes, message: str) -> None:
     ax.text(0.5, 0.5, message, transform=ax.transAxes, ha="center", va="center",
             color="#888888", fontsize=9, wrap=True)
 
@@ -129,7 +126,8 @@ def build_trajectories(grid: Grid, n_weights: int = 3) -> Figure:
     row: the cosine between consecutive quantized-weight updates. One column per entry."""
     n = len(grid.entries)
     with _styled():
-        fig, axes = plt.subplots(2, n, figsize=(_WIDTH, 7.2), squeeze=False, sharex="col")
+        fig = Figure(figsize=(_WIDTH, 7.2))
+        axes = fig.subplots(2, n, squeeze=False, sharex="col")
         palette = WEIGHT_COLORS
         for e in range(n):
             top, bottom = axes[0, e], axes[1, e]
@@ -182,7 +180,7 @@ def _curves(grid: Grid, metrics: Sequence[str]) -> pd.DataFrame:
     return long.merge(done, on="run_id")
 
 
-def _band(ax: plt.Axes, sub: pd.DataFrame, x: str, y: str, **style: object) -> None:
+def _band(ax: Axes, sub: pd.DataFrame, x: str, y: str, **style: object) -> None:
     """Mean of y over seeds against x, with a band from the lowest to the highest seed."""
     agg = sub.groupby("step").agg(x=(x, "mean"), mean=(y, "mean"), lo=(y, "min"), hi=(y, "max"))
     ax.plot(agg.x, agg["mean"], **style)
@@ -197,7 +195,7 @@ def _wide(curves: pd.DataFrame) -> pd.DataFrame:
     return wide
 
 
-def _shade_active(ax: plt.Axes, epochs: Sequence[int]) -> None:
+def _shade_active(ax: Axes, epochs: Sequence[int]) -> None:
     for k, ep in enumerate(epochs):
         ax.axvspan(ep - 0.5, ep + 0.5, color=ACTIVE_SHADE, alpha=0.45, lw=0,
                    label="BLAQ two-stage epoch" if k == 0 else None, zorder=0)
@@ -216,7 +214,8 @@ def build_zigzag_curves(grid: Grid) -> Figure:
     names = [m for m, _, _ in ZIGZAG_PANELS]
     wide = _wide(_curves(grid, [*names, "blaq_active"]))
     with _styled():
-        fig, axes = plt.subplots(2, 2, figsize=(_WIDTH, 7.6), squeeze=False)
+        fig = Figure(figsize=(_WIDTH, 7.6))
+        axes = fig.subplots(2, 2, squeeze=False)
         active = _active_epochs(grid, wide)
         for ax, (metric, title, unit) in zip(axes.flat, ZIGZAG_PANELS, strict=True):
             ax.set_title(title)
@@ -275,8 +274,8 @@ def build_convergence(grid: Grid) -> Figure:
         wide["test_error"] = 100.0 - wide["test_acc"]
     tasks = list(dict.fromkeys(grid.frame.task))
     with _styled():
-        fig, axes = plt.subplots(len(tasks), 4, figsize=(_WIDTH, 2.55 * len(tasks) + 2.0),
-                                 squeeze=False)
+        fig = Figure(figsize=(_WIDTH, 2.55 * len(tasks) + 2.0))
+        axes = fig.subplots(len(tasks), 4, squeeze=False)
         for r, task in enumerate(tasks):
             entries = [e for e in range(len(grid.entries)) if grid.setting(e)["task"] == task]
             rows = wide[wide.entry.isin(entries)]

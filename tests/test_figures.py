@@ -43,7 +43,7 @@ def test_figures_are_written_as_png_and_pdf(key, tmp_path, in_data):
     assert image[..., :3].std() > 0.05  # not a blank canvas
     assert out.paths[1].read_bytes().startswith(b"%PDF")
     assert f"Figure {SPECS[key].number}" in out.text and "Profile: smoke" in out.text
-    assert plt.get_fignums() == []  # rendering closes its figures
+    assert plt.get_fignums() == []  # no pyplot figure left open
 
 
 def test_figure3_draws_trajectories_and_cosines_per_bit_width(tmp_path, in_data):
@@ -58,7 +58,6 @@ def test_figure3_draws_trajectories_and_cosines_per_bit_width(tmp_path, in_data)
     assert len(_data_lines(top)) == 6
     assert bottom.get_ylabel() == "update cosine" and len(_data_lines(bottom)) == 2
     assert fig.texts and "Profile: smoke" in fig.texts[-1].get_text()
-    plt.close(fig)
 
 
 def test_figure4_has_a_panel_per_metric_and_a_line_per_method(tmp_path, in_data):
@@ -75,7 +74,6 @@ def test_figure4_has_a_panel_per_metric_and_a_line_per_method(tmp_path, in_data)
     legend = fig.legends[0]
     assert [t.get_text() for t in legend.get_texts()] == [
         "BLAQ two-stage epoch", "LAQ, 1 bit", "BLAQ, 1 bit"]
-    plt.close(fig)
 
 
 def test_figure5_plots_loss_and_error_against_epoch_and_time(tmp_path, in_data):
@@ -90,7 +88,6 @@ def test_figure5_plots_loss_and_error_against_epoch_and_time(tmp_path, in_data):
     assert (loss_vs_time.get_xdata() > 0).all()  # wall-clock seconds, not epochs
     error = fig.axes[2].get_lines()[0].get_ydata()
     assert ((error >= 0) & (error <= 100)).all()
-    plt.close(fig)
 
 
 def test_figures_from_an_empty_store_say_so(tmp_path):
@@ -100,4 +97,3 @@ def test_figures_from_an_empty_store_say_so(tmp_path):
         texts = [t.get_text() for ax in fig.axes for t in ax.texts]
         assert texts and all(t.startswith("no ") for t in texts), key
         assert not any(_data_lines(ax) for ax in fig.axes)
-        plt.close(fig)
