@@ -257,6 +257,8 @@ def _check_device(device: str) -> str:
 
 
 def _duration(seconds: float) -> str:
+    if seconds < 10:
+        return f"{seconds:.1f} s"
     if seconds < 90:
         return f"{seconds:.0f} s"
     if seconds < 5400:
@@ -272,7 +274,7 @@ def _dry_run_text(plan: Plan, names: str, jobs: int, threads: int, args: argpars
     for r in plan.runs:
         seconds = est.get(r.run_id)
         rows.append((r.run_id, r.action, r.label,
-                     f"{seconds[0]:.0f} s ({seconds[1]})" if seconds else ""))
+                     f"{_duration(seconds[0])} ({seconds[1]})" if seconds else ""))
     widths = [max(len(row[i]) for row in rows) for i in range(3)]
     lines = [f"dry run: {names}, profile {args.profile}, store {plan.runs_dir}"]
     lines += ["  " + "  ".join(c.ljust(w) for c, w in zip(row, [*widths, 0], strict=True)).rstrip()

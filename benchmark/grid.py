@@ -279,12 +279,16 @@ def execute(
     bar = tqdm(total=total, desc="runs", unit="run", file=sys.stderr, disable=not progress,
                dynamic_ncols=True, mininterval=0.5)
 
+    def postfix() -> str:
+        return (f"done {report.count('completed')}, cached {counts['cached'] + report.count('cached')}, "
+                f"failed {report.count('failed') + counts['failed']}")
+
+    bar.set_postfix_str(postfix())
+
     def note(result: RunResult) -> None:
         report.results.append(result)
+        bar.set_postfix_str(postfix(), refresh=False)
         bar.update(1)
-        bar.set_postfix_str(
-            f"done {report.count('completed')}, cached {counts['cached'] + report.count('cached')}, "
-            f"failed {report.count('failed') + counts['failed']}", refresh=False)
         if progress:
             why = f"  ({result.reason})" if result.reason and result.status != "completed" else ""
             tqdm.write(f"[{len(report.results):>{len(str(total))}}/{total}] {result.status:<9} "

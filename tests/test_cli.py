@@ -185,10 +185,10 @@ def test_dry_run_counts_and_writes_nothing(reference, tmp_path, capsys):
     assert f"{n} runs: {n} cached, 0 to run" in out
     assert sum(line.split()[1:2] == ["cached"] for line in out.splitlines()) == n
     empty = tmp_path / "new"
-    assert main([*argv, str(empty), "--seeds", "0,1"]) == 0
+    assert main([*argv, str(empty), "--seeds", "0,1", "--out-dir", str(tmp_path / "out")]) == 0
     out = capsys.readouterr().out
     assert f"{2 * n} runs: 0 cached, {2 * n} to run" in out and "estimate:" in out
-    assert not empty.exists() and not (tmp_path / "tables").exists()
+    assert sorted(tmp_path.iterdir()) == []  # no store, no tables
 
 
 def _children(pid: int) -> list[int]:
