@@ -388,12 +388,10 @@ class _WorkerPool:
 
     def _assign(self, w: _Worker, todo: deque[GridRun]) -> None:
         w.run = todo.popleft() if todo else None
-        if w.run is not None:
-            w.started = time.monotonic()
-            w.conn.send(w.run.config)
-        else:
-            with contextlib.suppress(OSError):
-                w.conn.send(None)
+        w.started = time.monotonic()
+        # a worker that died meanwhile closed its pipe: its sentinel reports it, with this run
+        with contextlib.suppress(OSError):
+            w.conn.send(None if w.run is None else w.run.config)
 
     def close(self) -> None:
         """Wait for the idle workers to exit (each was sent None)."""
