@@ -36,7 +36,7 @@ COLORS = {"laq": "#1f6fb4", "blaq": "#e8730c", "lab": "#1f6fb4", "fp": "#555555"
 METHOD_STYLE = {"laq": {"lw": 3.0, "marker": "o", "ms": 5, "zorder": 2},
                 "blaq": {"lw": 1.4, "marker": "s", "ms": 3, "zorder": 3}}
 LINESTYLES = {1: "-", 2: "--", 3: ":", 4: "-."}
-ACTIVE_SHADE = "#f5c89a"
+ACTIVE_SHADE = "#fbe9a6"
 WEIGHT_COLORS = ("#0173b2", "#de8f05", "#029e73", "#cc78bc", "#ca9161", "#949494")
 _WIDTH = 11.0
 
@@ -81,7 +81,7 @@ def _finish(fig: Figure, grid: Grid, subtitle: str = "", legend: bool = False) -
     notes = "\n".join(textwrap.fill(n, 170) for n in footer(grid))
     fig.text(0.01, 0.08 / height, notes, fontsize=6.5, va="bottom", ha="left", color="#333333")
     bottom = 0.08 + 0.125 * (notes.count("\n") + 1) + 0.65
-    fig.subplots_adjust(left=0.07, right=0.985, top=1 - (used + 0.35) / height,
+    fig.subplots_adjust(left=0.085, right=0.985, top=1 - (used + 0.35) / height,
                         bottom=bottom / height, hspace=0.5, wspace=0.34)
 
 
