@@ -527,8 +527,8 @@ def _accuracy_table(grid: Grid, keys: Sequence[str]) -> Rendered:
     notes = footer(grid, sources)
     notes.append("Cells: test accuracy (%) at the epoch of best validation accuracy, mean ± "
                  "sample std over the completed runs (n); failed runs are never averaged in; "
-                 "Δ = measured − paper." + (f" On stand-in data ({DAGGER}) Δ compares two "
-                                             "different data sets: it measures nothing."
+                 "Δ = measured − paper." + (f" On stand-in data ({DAGGER}) Δ compares "
+                                             "different data sets, not a reproduction."
                                              if any(r["stand_in"] for r in records) else ""))
     right = set(range(len(cols), len(header)))
     return write_table(grid, header, rows, pd.DataFrame(records), notes, right)
