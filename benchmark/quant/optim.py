@@ -370,21 +370,29 @@ class BLAQ(LossAwareAdam):
         lr, (beta1, beta2), eps = group["lr"], group["betas"], group["eps"]
         old = self._levels()
         first_grads = [p.grad for p in params]
-        # forward (trial) stage: m_t, v_t, D_t into buffers; the state keeps m_{t-1}, v_{t-1}
+        # forward (trial) stage. The moment blend continues from m_t, v_t only, so they are
+        # updated in place in the state; the gradient blend restarts from m_{t-1}, v_{t-1}, so it
+        # builds m_t, v_t in buffers. In-place updates are the cheap ones (memory-bound passes).
         for p, g in zip(params, first_grads, strict=True):
             st = self.state[p]
             st["step"] += 1
             bc1, bc2_sqrt = _bias_corrections(beta1, beta2, st["step"])
-            m1, v1, d1, trial = (self._buffer(p, k) for k in ("m1", "v1", "d1", "trial"))
-            torch.lerp(st["exp_avg"], g, 1 - beta1, out=m1)
-            torch.mul(st["exp_avg_sq"], beta2, out=v1).addcmul_(g, g, value=1 - beta2)
-            torch.sqrt(v1, out=d1).add_(eps * bc2_sqrt)  # D_t
-            torch.addcdiv(st["w"], m1, d1, value=-(lr * bc2_sqrt / bc1), out=trial).clamp_(-1, 1)
-            alpha, b = self._quantize(trial, d1, st["b"])
+            m, v = st["exp_avg"], st["exp_avg_sq"]
+            if self.blend == "gradient":
+                m = torch.lerp(m, g, 1 - beta1, out=self._buffer(p, "m1"))
+                v = torch.mul(v, beta2, out=self._buffer(p, "v1"))
+            else:
+                m.lerp_(g, 1 - beta1)
+                v.mul_(beta2)
+            v.addcmul_(g, g, value=1 - beta2)
+            d = torch.sqrt(v, out=self._buffer(p, "d1")).add_(eps * bc2_sqrt)  # D_t
+            trial = self._buffer(p, "trial")
+            torch.addcdiv(st["w"], m, d, value=-(lr * bc2_sqrt / bc1), out=trial).clamp_(-1, 1)
+            alpha, b = self._quantize(trial, d, st["b"])
             torch.mul(b, alpha, out=p)
         if self.blend == "moment":
             first_grads = [None] * len(params)  # folded into m_t, v_t: let the memory go
-        self.zero_grad(set_to_none=True)
+        self.zero_grad(set_to_none=True)  # the first-pass gradients now belong to us alone
         with _frozen_running_stats(self._batchnorms), torch.enable_grad():
             closure()
         # backtrack stage, from w_t
@@ -409,52 +417,46 @@ class BLAQ(LossAwareAdam):
 
         With ``m* = lerp(m_t, g*, 1 - beta1)`` and ``c = bc1_t / bc1_{t+1}``:
         ``a m_t/bc1_t + (1-a) m*/bc1_{t+1} = (s/bc1_t) lerp(m_t, g*, (1-beta1)(1-a)c/s)``,
-        ``s = a + (1-a)c``; the curvatures blend likewise, so no blended term is materialised twice
-        and ``a = 1`` leaves every weight of the lerps at exactly 0.
+        ``s = a + (1-a)c``; the curvatures blend likewise, so m* is never materialised and
+        ``a = 1`` leaves every weight of the lerps at exactly 0.
         """
         st, a, t = self.state[p], self.a, self.state[p]["step"]
         bc1, bc2_sqrt = _bias_corrections(beta1, beta2, t)
         bc1_next, bc2_sqrt_next = _bias_corrections(beta1, beta2, t + 1)
-        m1, v1, d1, blend = (self._buffer(p, k) for k in ("m1", "v1", "d1", "trial"))
-        v2 = torch.mul(v1, beta2, out=self._buffer(p, "v2")).addcmul_(
+        m, v = st["exp_avg"], st["exp_avg_sq"]  # m_t, v_t
+        d, blend = self._buffer(p, "d1"), self._buffer(p, "trial")
+        v2 = torch.mul(v, beta2, out=self._buffer(p, "v2")).addcmul_(
             g_trial, g_trial, value=1 - beta2
         )  # v*
         c, r = bc1 / bc1_next, bc2_sqrt / bc2_sqrt_next
         s, s2 = a + (1 - a) * c, a + (1 - a) * r
-        torch.lerp(m1, g_trial, (1 - beta1) * ((1 - a) * c / s), out=blend)
+        torch.lerp(m, g_trial, (1 - beta1) * ((1 - a) * c / s), out=blend)
         if self.keep_moments == "blended":  # a m_t + (1-a) m*, a v_t + (1-a) v*
-            torch.lerp(m1, g_trial, (1 - beta1) * (1 - a), out=st["exp_avg"])
-            torch.lerp(v1, v2, 1 - a, out=st["exp_avg_sq"])
-        else:  # m_t, v_t move into the state (m1, v1 still name them here, read only)
-            self._swap_into_state(p)
-        torch.sqrt(v2, out=v2).add_(eps * bc2_sqrt_next)  # D*
-        d1.lerp_(v2, (1 - a) * r / s2)  # D_comb: lr d_comb = (s2 / bc2_sqrt) D_comb
-        st["w"].addcdiv_(blend, d1, value=-(lr * s * bc2_sqrt / (bc1 * s2))).clamp_(-1.0, 1.0)
-        return d1
+            m.lerp_(g_trial, (1 - beta1) * (1 - a))
+            v.lerp_(v2, 1 - a)
+        torch.sqrt_(v2).add_(eps * bc2_sqrt_next)  # D*
+        d.lerp_(v2, (1 - a) * r / s2)  # D_comb: lr d_comb = (s2 / bc2_sqrt) D_comb
+        st["w"].addcdiv_(blend, d, value=-(lr * s * bc2_sqrt / (bc1 * s2))).clamp_(-1.0, 1.0)
+        return d
 
     def _backtrack_gradient(
         self, p: Tensor, g_first: Tensor, g_trial: Tensor, lr: float, beta1: float, beta2: float,
         eps: float,
     ) -> Tensor:
-        """Blend the raw gradients and take the LAQ step with the blend; returns lr * d."""
+        """Blend the raw gradients and take the LAQ step with the blend; returns D."""
         st, t = self.state[p], self.state[p]["step"]
         bc1, bc2_sqrt = _bias_corrections(beta1, beta2, t)
-        g = torch.lerp(g_first, g_trial, 1 - self.a, out=self._buffer(p, "trial"))
+        g = g_first.lerp_(g_trial, 1 - self.a)  # no longer any parameter's .grad
         m, v = st["exp_avg"], st["exp_avg_sq"]  # m_{t-1}, v_{t-1}: updated below with the blend
-        if self.keep_moments == "current":  # the state keeps m_t, v_t; m, v become scratch
-            self._swap_into_state(p)
+        if self.keep_moments == "current":  # the state takes m_t, v_t; m, v become scratch
+            bufs = self._scratch[id(p)]
+            st["exp_avg"], bufs["m1"] = bufs["m1"], m
+            st["exp_avg_sq"], bufs["v1"] = bufs["v1"], v
         m.lerp_(g, 1 - beta1)
         v.mul_(beta2).addcmul_(g, g, value=1 - beta2)
         d = torch.sqrt(v, out=self._buffer(p, "d1")).add_(eps * bc2_sqrt)
         st["w"].addcdiv_(m, d, value=-(lr * bc2_sqrt / bc1)).clamp_(-1.0, 1.0)
         return d
-
-
-    def _swap_into_state(self, p: Tensor) -> None:
-        """Exchange the state's moments with the m_t, v_t buffers (no copy)."""
-        st, bufs = self.state[p], self._scratch[id(p)]
-        st["exp_avg"], bufs["m1"] = bufs["m1"], st["exp_avg"]
-        st["exp_avg_sq"], bufs["v1"] = bufs["v1"], st["exp_avg_sq"]
 
 
 def _bias_corrections(beta1: float, beta2: float, step: int) -> tuple[float, float]:
