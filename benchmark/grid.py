@@ -135,25 +135,28 @@ def plan_grid(configs: Iterable[RunConfig], runs_dir: str | Path, *, retry_faile
 def estimate_seconds(runs: Sequence[GridRun], runs_dir: str | Path) -> dict[str, tuple[float, str]]:
     """Per run id, the expected seconds of one run and where the number comes from.
 
-    Past completed runs in the store with the same task, profile, method and bits give their mean
-    training time ("store"); otherwise the task profile's single-thread ``est_seconds`` ("profile").
+    Past completed runs in the store with the same task, profile, method, bits and scheme give
+    their mean training time ("store"); otherwise the task profile's single-thread ``est_seconds`` ("profile").
     Runs with neither are left out.
     """
     from benchmark.tasks import get_task
 
     past: dict[tuple, float] = {}
     if runs and Path(runs_dir).is_dir():
+        import pandas as pd
+
         from benchmark.runsdb import load_runs
 
         df = load_runs(runs_dir)
         if len(df) and "train_time_s" in df:
             done = df[(df["status"] == "completed") & df["train_time_s"].notna()]
-            keys = ["task", "profile", "method", "bits"]
-            past = {tuple(k): float(v) for k, v in done.groupby(keys)["train_time_s"].mean().items()}
+            keys = ["task", "profile", "method", "bits", "scheme"]
+            means = done.groupby(keys, dropna=False)["train_time_s"].mean()
+            past = {tuple(None if pd.isna(v) else v for v in k): float(t) for k, t in means.items()}
     out = {}
     for r in runs:
         c = r.config
-        seconds = past.get((c.task, c.profile, c.method, c.bits))
+        seconds = past.get((c.task, c.profile, c.method, c.bits, c.scheme))
         profile_seconds = get_task(c.task).profile(c.profile).est_seconds
         if seconds is not None:
             out[r.run_id] = (seconds, "store")

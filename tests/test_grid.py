@@ -110,11 +110,19 @@ def test_estimate_from_past_runs_else_the_task_profile(tmp_path):
     done = grid.expand([ListSpec("s", (LAQ1,))], "quick", (0, 1))
     for c, seconds in zip(done, (10.0, 20.0), strict=True):
         _fake_run(store, c.run_id, "COMPLETED", config=c.key(), seconds=seconds)
-    todo = grid.expand([ListSpec("s", (LAQ1, FP))], "quick", (2,))
+    _fake_run(store, FP.resolved().run_id, "COMPLETED", config=FP.key(), seconds=99.0)  # quick
+    todo = grid.expand([ListSpec("s", (LAQ1, FP))], "smoke", (2,)) + grid.expand(
+        [ListSpec("s", (LAQ1, FP, RunConfig(method="laq", bits=2, scheme="lat-approx")))], "quick", (2,))
     plan = grid.plan_grid(todo, store)
     est = grid.estimate_seconds(plan.to_run, store)
-    assert est[todo[0].run_id] == (15.0, "store")  # the mean of the same task/profile/method/bits
-    assert est[todo[1].run_id] == (get_task("mnist-mlp").profile("quick").est_seconds, "profile")
+    mlp = get_task("mnist-mlp")
+    assert [est[c.run_id] for c in todo] == [
+        (mlp.profile("smoke").est_seconds, "profile"),  # past runs of another profile do not count
+        (mlp.profile("smoke").est_seconds, "profile"),
+        (15.0, "store"),  # the mean of the runs of the same task, profile, method, bits, scheme
+        (99.0, "store"),  # full precision: no scheme
+        (mlp.profile("quick").est_seconds, "profile"),  # another scheme
+    ]
 
 
 @pytest.mark.slow
