@@ -307,12 +307,13 @@ def test_blaq_active_only_in_every_mth_epoch() -> None:
     assert active == [False, False, True, False, False, True, False]
 
 
-def test_blaq_moment_blend_matches_the_formula() -> None:
-    """One active step from a LAQ state at t-1: w_{t+1} = clip(w_t - g_comb / d_comb) (SPEC 3)."""
+@pytest.mark.parametrize(("blend", "keep"), BLAQ_OPTIONS)
+def test_blaq_step_matches_the_formula(blend: str, keep: str) -> None:
+    """One active step from a LAQ state at t-1, written out as SPEC section 3 and our docstrings say."""
     a, lr, (beta1, beta2), eps = 0.6, 0.05, (0.9, 0.999), 1e-8
     torch.manual_seed(3)
     model = nn.Linear(5, 4, bias=False)
-    opt = BLAQ(model, "bwn", lr=lr, a=a, m=2)
+    opt = BLAQ(model, "bwn", lr=lr, a=a, m=2, blend=blend, keep_moments=keep)
     x = torch.randn(6, 5)
 
     def loss_fn() -> torch.Tensor:
@@ -330,25 +331,35 @@ def test_blaq_moment_blend_matches_the_formula() -> None:
     w, m, v = st["w"].clone(), st["exp_avg"].clone(), st["exp_avg_sq"].clone()
     g1 = torch.autograd.grad(loss_fn(), p)[0]
     t = 2
+    bc1, bc2 = (lambda k: 1 - beta1**k), (lambda k: 1 - beta2**k)
     m1, v1 = beta1 * m + (1 - beta1) * g1, beta2 * v + (1 - beta2) * g1 * g1
-    d1 = (eps + (v1 / (1 - beta2**t)).sqrt()) / lr
-    w_trial = (w - m1 / (1 - beta1**t) / d1).clamp(-1, 1)
+    d1 = (eps + (v1 / bc2(t)).sqrt()) / lr
+    w_trial = (w - m1 / bc1(t) / d1).clamp(-1, 1)
     with torch.no_grad():
         p.copy_(w_trial.abs().mean() * torch.where(w_trial >= 0, 1.0, -1.0))
     g2 = torch.autograd.grad(loss_fn(), p)[0]
-    m2, v2 = beta1 * m1 + (1 - beta1) * g2, beta2 * v1 + (1 - beta2) * g2 * g2
-    d2 = (eps + (v2 / (1 - beta2 ** (t + 1))).sqrt()) / lr
-    g_comb = a * m1 / (1 - beta1**t) + (1 - a) * m2 / (1 - beta1 ** (t + 1))
-    d_comb = a * d1 + (1 - a) * d2
+    if blend == "moment":
+        m2, v2 = beta1 * m1 + (1 - beta1) * g2, beta2 * v1 + (1 - beta2) * g2 * g2
+        d2 = (eps + (v2 / bc2(t + 1)).sqrt()) / lr
+        g_comb = a * m1 / bc1(t) + (1 - a) * m2 / bc1(t + 1)
+        d_comb = a * d1 + (1 - a) * d2
+        blended = (a * m1 + (1 - a) * m2, a * v1 + (1 - a) * v2)
+    else:
+        g = a * g1 + (1 - a) * g2
+        mb, vb = beta1 * m + (1 - beta1) * g, beta2 * v + (1 - beta2) * g * g
+        g_comb, d_comb = mb / bc1(t), (eps + (vb / bc2(t)).sqrt()) / lr
+        blended = (mb, vb)
     expected = (w - g_comb / d_comb).clamp(-1, 1)
+    kept = blended if keep == "blended" else (m1, v1)
     with torch.no_grad():
         p.copy_(st["alpha"] * st["b"])  # back to w_hat_t for the optimizer's own first pass
     opt.set_epoch(1)
     opt.step(closure)
     torch.testing.assert_close(st["w"], expected, rtol=1e-5, atol=1e-7)
-    torch.testing.assert_close(st["exp_avg"], a * m1 + (1 - a) * m2, rtol=1e-5, atol=1e-9)
-    torch.testing.assert_close(st["exp_avg_sq"], a * v1 + (1 - a) * v2, rtol=1e-5, atol=1e-12)
+    torch.testing.assert_close(st["exp_avg"], kept[0], rtol=1e-5, atol=1e-9)
+    torch.testing.assert_close(st["exp_avg_sq"], kept[1], rtol=1e-5, atol=1e-12)
     assert st["step"] == t
+    assert not torch.allclose(expected, (w - m1 / bc1(t) / d1).clamp(-1, 1), rtol=1e-4)  # not LAQ
 
 
 def test_trial_pass_leaves_batch_norm_statistics_untouched() -> None:
