@@ -67,6 +67,7 @@ with warnings.catch_warnings():  # sacred 0.8.7 imports pkg_resources, which war
 
 CHECKPOINT_FORMAT = 1
 TRACE_POINTS = 5000  # iterations kept in trace.npz by runs without a zig-zag meter (its own bound)
+LOSS_SYNC_EVERY = 50  # iterations between host reads of the loss (the divergence check): no sync per step
 DEVICES = ("auto", "cpu", "cuda")
 EXIT_STATUS = {"completed": 0, "cached": 0, "failed": 1, "busy": 3}
 
@@ -384,8 +385,8 @@ def environment(device: torch.device) -> dict[str, Any]:
         name = torch.cuda.get_device_name(device)
     else:
         name = f"cpu ({platform.processor() or platform.machine()})"
-    return {"python": platform.python_version(), "torch": torch.__version__,
-            "torchvision": torchvision.__version__, "numpy": np.__version__,
+    return {"python": platform.python_version(), "torch": str(torch.__version__),
+            "torchvision": str(torchvision.__version__), "numpy": np.__version__,
             "sacred": sacred.__version__, "device": name, "threads": torch.get_num_threads(),
             "code_version": code_version()}
 
@@ -634,16 +635,35 @@ def _train_epoch(epoch: int, cfg: RunConfig, prepared: _Prepared, model: nn.Modu
     t0 = time.perf_counter()
     bar = tqdm(data.train, total=len(data.train), desc=f"epoch {epoch + 1}/{cfg.epochs}",
                file=sys.stderr, disable=not prepared.progress, leave=False)
-    for i, (x, y) in enumerate(bar):
-        loss, logits = _train_step(opt, model, loss_fn, x, y)
-        value = float(loss)
-        losses.append(value)
-        if not math.isfinite(value):
-            raise TrainingDiverged(f"training diverged: the loss is {value} at epoch {epoch + 1}, "
-                                   f"iteration {i + 1}")
-        loss_sum += value * len(y)
+    pending: list[tuple[torch.Tensor, int]] = []  # losses still on the device: one sync per flush
+
+    def flush() -> float:
+        if not pending:
+            return 0.0
+        values = torch.stack([loss for loss, _ in pending]).tolist()
+        sizes = [n for _, n in pending]
+        pending.clear()
+        start = len(losses)
+        losses.extend(values)
+        for i, value in enumerate(values):
+            if not math.isfinite(value):
+                raise TrainingDiverged(f"training diverged: the loss is {value} at epoch "
+                                       f"{epoch + 1}, iteration {start + i + 1 - first_iteration}")
+        return sum(v * n for v, n in zip(values, sizes, strict=True))
+
+    first_iteration = len(losses)
+    for x, y in bar:
+        try:
+            loss, logits = _train_step(opt, model, loss_fn, x, y)
+        except Exception:
+            flush()  # a non-finite loss before the crash is the reason to report
+            raise
+        pending.append((loss, len(y)))
         correct += (logits.argmax(dim=1) == y).sum()
         seen += len(y)
+        if len(pending) >= LOSS_SYNC_EVERY:
+            loss_sum += flush()
+    loss_sum += flush()
     if device.type == "cuda":
         torch.cuda.synchronize(device)
     return {
