@@ -79,6 +79,17 @@ def make_step(model_name: str, opt_name: str, seed: int = 0) -> Callable[[], tor
     return step
 
 
+@pytest.fixture(scope="module", autouse=True)
+def warm_process() -> None:
+    """A process's first training steps are slow (allocator, kernel caches): take them untimed."""
+    torch.set_num_threads(THREADS)
+    for model_name in MODELS:
+        for opt_name in ("fp-adam", "blaq-lab"):
+            step = make_step(model_name, opt_name)
+            for _ in range(3):
+                step()
+
+
 @pytest.mark.parametrize("opt_name", list(OPTIMIZERS))
 @pytest.mark.parametrize("model_name", list(MODELS))
 def test_step(benchmark, record_step, model_name: str, opt_name: str) -> None:
