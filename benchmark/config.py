@@ -66,10 +66,8 @@ class RunConfig:
         method = get_method(self.method)
         if isinstance(self.bits, bool) or not isinstance(self.bits, int):
             raise UserError(f"bits must be an integer, not {self.bits!r}")
-        if self.method == "fp" and self.bits != 32:
-            bits = 32  # full precision has no bit width to choose; record it as 32
-        else:
-            bits = self.bits
+        # full precision has no bit width to choose; it is recorded as 32
+        bits = 32 if self.method == "fp" else self.bits
         scheme = method.scheme_for(bits, self.scheme or "auto")
         if scheme is not None:
             from benchmark.quant import get_scheme

@@ -11,6 +11,10 @@ import os
 import pytest
 import torch
 
+# Small tensors run faster on one thread, and the suite's timings do not depend on the machine's
+# load; runs started in subprocesses choose their own threads.
+torch.set_num_threads(1)
+
 
 def pytest_runtest_setup(item: pytest.Item) -> None:
     if item.get_closest_marker("cuda") is None or torch.cuda.is_available():
