@@ -538,7 +538,10 @@ def make_trace(losses: list[float], meter: Any | None) -> dict[str, np.ndarray]:
         trace: dict[str, np.ndarray] = {"iteration": decimated_iterations(len(loss))}
     else:
         trace = meter.pop_trace()
-    trace["loss"] = loss[trace["iteration"] - 1]
+    # an interrupt between a step and the read of its loss leaves the last losses unknown: NaN
+    known = trace["iteration"] <= len(loss)
+    trace["loss"] = np.full(len(trace["iteration"]), np.nan)
+    trace["loss"][known] = loss[trace["iteration"][known] - 1]
     return trace
 
 
@@ -652,17 +655,19 @@ def _train_epoch(epoch: int, cfg: RunConfig, prepared: _Prepared, model: nn.Modu
         return sum(v * n for v, n in zip(values, sizes, strict=True))
 
     first_iteration = len(losses)
-    for x, y in bar:
-        try:
+    try:
+        for x, y in bar:
             loss, logits = _train_step(opt, model, loss_fn, x, y)
-        except Exception:
-            flush()  # a non-finite loss before the crash is the reason to report
-            raise
-        pending.append((loss, len(y)))
-        correct += (logits.argmax(dim=1) == y).sum()
-        seen += len(y)
-        if len(pending) >= LOSS_SYNC_EVERY:
-            loss_sum += flush()
+            pending.append((loss, len(y)))
+            correct += (logits.argmax(dim=1) == y).sum()
+            seen += len(y)
+            if len(pending) >= LOSS_SYNC_EVERY:
+                loss_sum += flush()
+    except BaseException:
+        # keep the losses of the steps taken (the trace of an interrupted run needs them), and
+        # report a non-finite loss before a crash as the reason
+        flush()
+        raise
     loss_sum += flush()
     if device.type == "cuda":
         torch.cuda.synchronize(device)

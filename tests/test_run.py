@@ -514,3 +514,17 @@ def test_golden_quick_mnist_mlp_blaq_1bit(tmp_path, data_root):
     assert 0.056 <= out.result["final_train_loss"] <= 0.068
     assert out.result["zz_osc_amplitude"] == pytest.approx(2.0)  # binary levels jump by 2 steps
     assert _values(tmp_path / "runs", cfg.run_id)["blaq_active"] == [0.0, 0.0, 0.0, 0.0, 1.0]
+
+
+def test_trace_of_an_interrupted_epoch_marks_unread_losses_nan():
+    """An interrupt between a step and the read of its loss: the trace is still written."""
+    trace = run_module.make_trace([0.5, 0.25, 0.125], meter=None)
+    np.testing.assert_array_equal(trace["iteration"], [1, 2, 3])
+
+    class Meter:
+        def pop_trace(self):
+            return {"iteration": np.array([1, 3, 5])}
+
+    trace = run_module.make_trace([0.5, 0.25, 0.125, 0.0625], Meter())
+    np.testing.assert_array_equal(trace["loss"][:2], [0.5, 0.125])
+    assert np.isnan(trace["loss"][2])
