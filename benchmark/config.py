@@ -49,6 +49,7 @@ class RunConfig:
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> RunConfig:
         names = {f.name for f in dataclasses.fields(cls)}
+        d = {k: v for k, v in d.items() if k != "profile_settings"}  # a key() read back: derived
         unknown = sorted(set(d) - names)
         if unknown:
             raise UserError(
@@ -111,8 +112,14 @@ class RunConfig:
         )
 
     def key(self) -> dict[str, Any]:
-        """The resolved configuration as a plain dict: exactly what the run id hashes."""
-        return dataclasses.asdict(self.resolved())
+        """The resolved configuration as a plain dict, with the profile's result-changing
+        settings (width, lr, subsets, ...) under ``profile_settings``: exactly what the run id hashes."""
+        from benchmark.tasks import get_task
+
+        resolved = self.resolved()
+        key = dataclasses.asdict(resolved)
+        key["profile_settings"] = get_task(resolved.task).profile(resolved.profile).settings()
+        return key
 
     @property
     def run_id(self) -> str:

@@ -226,7 +226,9 @@ class RunExperiment(Experiment):
                 shutil.rmtree(run_dir(runs_dir, rid), ignore_errors=True)
                 return self._train_in_sacred(
                     _Prepared(config, task, profile, data, device, runs_dir, bool(settings["progress"])),
-                    {**config.key(), **settings, "device": str(device), "runs_dir": str(runs_dir)},
+                    # the run's fields (its profile's settings are in info["config"], hashed in the id)
+                    {**dataclasses.asdict(config), **settings, "device": str(device),
+                     "runs_dir": str(runs_dir)},
                     options,
                 )
             finally:

@@ -76,3 +76,20 @@ def test_from_dict_rejects_unknown_keys():
     with pytest.raises(UserError, match="unknown run setting"):
         RunConfig.from_dict({"task": "mnist-mlp", "lerning_rate": 3})
     assert RunConfig.from_dict({"task": "mnist-lenet5"}).task == "mnist-lenet5"
+
+
+def test_editing_a_profile_changes_the_run_id():
+    """The store must never serve a run made with an older definition of the profile."""
+    from benchmark.tasks import TASKS, get_task
+
+    task = get_task("mnist-mlp")
+    before = RunConfig(task="mnist-mlp", profile="quick").run_id
+    quick = dataclasses.replace(task.profile("quick"), width=task.profile("quick").width * 2)
+    TASKS["mnist-mlp"] = dataclasses.replace(task, profiles={**task.profiles, "quick": quick})
+    try:
+        assert RunConfig(task="mnist-mlp", profile="quick").run_id != before
+        assert RunConfig(task="mnist-mlp", profile="smoke").run_id == RunConfig(
+            task="mnist-mlp", profile="smoke").run_id
+    finally:
+        TASKS["mnist-mlp"] = task
+    assert RunConfig(task="mnist-mlp", profile="quick").run_id == before

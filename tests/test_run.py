@@ -99,7 +99,9 @@ def test_smoke_profile_of_every_task_records_a_completed_run(task, tmp_path, dat
                                 "threads", "code_version"}
     assert info["env"]["threads"] == 1
     config = json.loads((out.run_dir / "config.json").read_text())
-    assert {k: config[k] for k in cfg.key()} == cfg.key()
+    fields = dataclasses.asdict(cfg.resolved())
+    assert {k: config[k] for k in fields} == fields
+    assert cfg.key()["profile_settings"] == get_task(task).profile("smoke").settings()
     assert config["runs_dir"] == str(store) and config["device"] == "cpu"
     trace = _trace(store, cfg.run_id)
     assert {"iteration", "loss", "cosine", "flip_rate", "osc_rate", "traj_w", "traj_w_hat"} <= set(trace)

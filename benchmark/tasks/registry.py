@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -47,6 +47,12 @@ class Profile:
     num_workers: int = 0
     est_seconds: float | None = None
     note: str = ""
+
+    def settings(self) -> dict[str, Any]:
+        """The settings that change a run's numbers: part of the run id, so that editing a
+        profile never lets the store serve runs made with the old one (epochs are in the config)."""
+        skip = {"name", "epochs", "eval_batch_size", "num_workers", "est_seconds", "note"}
+        return {f.name: getattr(self, f.name) for f in fields(self) if f.name not in skip}
 
 
 DataLoaderFn = Callable[[Profile, Path, bool, torch.device, int], Data]

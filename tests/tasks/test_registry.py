@@ -41,9 +41,10 @@ def test_profiles_fit_their_purpose(name: str) -> None:
     task = get_task(name)
     paper, quick, smoke = (task.profile(p) for p in ("paper", "quick", "smoke"))
     assert paper.width == 1.0 and paper.n_train is None and paper.epoch_scale == 1.0
-    # quick: enough epochs for BLAQ's period to give active epochs, a schedule compressed to fit
+    # quick: enough epochs for BLAQ's period to give active epochs, and the first part of the
+    # paper's schedule, at most all of it (a quick run never decays faster than the paper's)
     assert quick.epochs >= 10 and quick.epochs % task.default_m == 0
-    assert quick.epoch_scale == pytest.approx(quick.epochs / paper.epochs)
+    assert quick.epochs / paper.epochs <= quick.epoch_scale <= 1.0
     assert smoke.epochs < quick.epochs < paper.epochs
     for p in (quick, smoke):
         assert p.width < 1.0 and p.n_train is not None and p.n_train <= 3500
