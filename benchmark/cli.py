@@ -27,7 +27,7 @@ PROG = "reproduce.py"
 PROFILE_HELP = {
     "smoke": "seconds per run: tiny models and data, for tests and a first look",
     "quick": "CPU minutes per table: narrower models, fewer epochs, embedded data or stand-ins",
-    "paper": "the paper's settings (SPEC section 5): real datasets, full models and epochs",
+    "paper": "the paper's settings (docs/spec.md section 5): real datasets, full models and epochs",
 }
 
 EXAMPLES = """\

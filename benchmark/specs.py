@@ -168,7 +168,7 @@ def get_spec(kind: str, number: int) -> Spec:
 
 
 # ---------------------------------------------------------------------------------------------
-# the paper's tables and figures (SPEC section 7)
+# the paper's tables and figures (docs/spec.md section 7)
 
 SMALL_TASKS = ("mnist-mlp", "mnist-lenet5", "cifar10-vgg", "svhn-net")
 IMAGENET = "imagenet-resnet18"

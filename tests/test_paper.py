@@ -41,7 +41,7 @@ def test_lookup_returns_the_published_number(key, expected):
         ("cifar10-vgg", "blaq", 2, "lat-exact", 0.6, 5),   # no 2-bit BLAQ number for CIFAR-10
         ("cifar10-vgg", "blaq", 1, "lab", 0.65, 5),        # a is not on the appendix grid
         ("cifar10-vgg", "blaq", 1, "lab", 0.6, 7),         # nor is m
-        ("mnist-lenet5", "fp", 32, None, None, None),      # SPEC gives no LeNet5 baseline
+        ("mnist-lenet5", "fp", 32, None, None, None),      # the spec gives no LeNet5 baseline
         ("cifar10-vgg", "laq", 2, "lat-exact", None, None),
         ("svhn-net", "twn", 2, "twn", None, None),
         ("mnist-mlp", "blaq", 1, "lab", None, None),       # BLAQ numbers need a and m

@@ -3,7 +3,7 @@
 Both optimizers take a model, quantize every ``nn.Linear`` and ``nn.Conv2d`` weight (unless the
 first or last such layer is excluded) and keep the full-precision weights in their own state:
 the model's parameters always hold the quantized weights ``w_hat = alpha * b`` that the forward
-pass sees. Everything else (batch-norm parameters, biases) takes a plain Adam step. SPEC sections
+pass sees. Everything else (batch-norm parameters, biases) takes a plain Adam step. docs/spec.md sections
 2 and 3 give the math; the docstrings below name the choices we made where the sources are silent.
 
 The curvature is kept as ``D = sqrt(v) + eps * sqrt(1 - beta2^t)``, which is ``d_t`` times the
@@ -51,7 +51,7 @@ def quantizable_weights(
 class LossAwareAdam(torch.optim.Optimizer):
     """LAB/LAQ: an Adam step on the full-precision weights, then the loss-aware quantizer.
 
-    Per quantized weight (SPEC section 2): Adam moments m, v from the gradient at w_hat, curvature
+    Per quantized weight (docs/spec.md section 2): Adam moments m, v from the gradient at w_hat, curvature
     ``d = (eps + sqrt(v_hat)) / lr``, ``w <- clip(w - m_hat / d, -1, 1)``, ``w_hat = Q(w; d)``
     with the previous levels as the warm start. ``zigzag=True`` (or a ``ZigZagMeter``) measures
     every step. ``set_epoch`` only records the epoch here; BLAQ acts on it.
@@ -292,7 +292,7 @@ class LossAwareAdam(torch.optim.Optimizer):
 
 
 class BLAQ(LossAwareAdam):
-    """BLAQ: in every m-th epoch, one step forward to a trial point, then back from w_t (SPEC 3).
+    """BLAQ: in every m-th epoch, one step forward to a trial point, then back from w_t (docs/spec.md section 3).
 
     Active in epoch e (0-based, see ``set_epoch``) when ``(e + 1) % m == 0``; otherwise the step
     is exactly LossAwareAdam's. An active step calls ``closure`` twice on the same batch: at w_hat_t

@@ -172,7 +172,7 @@ def quantize(w: Tensor, scheme: str | Scheme, bits: int = 1, d: Tensor | None = 
 # (alpha 0-dim, b). Sums over a whole tensor use torch.dot where speed matters (its float32
 # rounding, ~1e-5 relative on millions of weights, is far below anything training can see).
 
-_MAX_ROUNDS = 10  # alternation rounds of the iterative schemes (SPEC: at most 10)
+_MAX_ROUNDS = 10  # alternation rounds of the iterative schemes (docs/spec.md: at most 10)
 _ALPHA_RTOL = 1e-6  # ... or until alpha moves by less than this, relatively
 _SORT_BELOW = 1 << 15  # LAT exact sorts a candidate set this small directly
 _BUCKET_BITS = 11  # LAT exact on the CPU: buckets of 2^-11 relative width (top mantissa bits)

@@ -1,4 +1,4 @@
-"""Zig-zag metrics: how much the quantized weights oscillate during training (SPEC section 4).
+"""Zig-zag metrics: how much the quantized weights oscillate during training (docs/spec.md section 4).
 
 The optimizer hands the meter each step the quantized weights of all quantized layers before and
 after the step, as ``w_hat = alpha * b`` per layer (the step the optimizer really took: for BLAQ

@@ -1,4 +1,4 @@
-"""The paper's five tasks and their profiles (SPEC section 5), registered on import.
+"""The paper's five tasks and their profiles (docs/spec.md section 5), registered on import.
 
 Profiles: ``paper`` is the paper's setting; ``quick`` runs in well under a minute on one CPU
 thread (narrower models, subsets, at least 10 epochs so that BLAQ's period gives active

@@ -309,7 +309,7 @@ def test_blaq_active_only_in_every_mth_epoch() -> None:
 
 @pytest.mark.parametrize(("blend", "keep"), BLAQ_OPTIONS)
 def test_blaq_step_matches_the_formula(blend: str, keep: str) -> None:
-    """One active step from a LAQ state at t-1, written out as SPEC section 3 and our docstrings say."""
+    """One active step from a LAQ state at t-1, written out as docs/spec.md section 3 and our docstrings say."""
     a, lr, (beta1, beta2), eps = 0.6, 0.05, (0.9, 0.999), 1e-8
     torch.manual_seed(3)
     model = nn.Linear(5, 4, bias=False)
