@@ -89,11 +89,17 @@ def _ids(keys, profile="quick"):
 def test_figures_reuse_the_tables_runs():
     tables = _ids([f"table{n}" for n in range(1, 7)])
     assert _ids(["figure3", "figure4"]) <= tables
-    # Figure 5 adds only LAQ at 1 bit on the four small models (the tables run LAB there)
+    # Figure 5 adds only LAQ at 1 bit where no table runs it: three small models (the tables
+    # run LAB there) and ResNet-18 (Table 1 runs it on the MNIST MLP in quick)
     extra = _ids(["figure5"]) - tables
+    assert {c.task for c in SPECS["figure5"].configs("quick") if c.run_id in extra} == {
+        "mnist-lenet5", "cifar10-vgg", "svhn-net", "imagenet-resnet18"}
     assert len(extra) == 4 * len(default_seeds("quick"))
-    # Table 5's BLAQ and LAQ runs serve Table 1
-    assert len(_ids(["table1"]) & _ids(["table5"])) == 3 * len(default_seeds("quick"))
+    # in quick, Table 3's MNIST MLP runs serve Table 1 (LAQ 2 and 3 bits, BLAQ 1-3 bits)...
+    assert len(_ids(["table1"]) & _ids(["table3"])) == 5 * len(default_seeds("quick"))
+    # ... in paper, Table 5's BLAQ and LAQ runs do (LAQ 2 bits, BLAQ 1 and 2 bits)
+    assert len(_ids(["table1"], "paper") & _ids(["table5"], "paper")) == 3 * len(
+        default_seeds("paper"))
 
 
 def _seconds(configs):
