@@ -159,14 +159,21 @@ class LossAwareAdam(torch.optim.Optimizer):
         """One LAB/LAQ step; ``closure`` (optional) re-evaluates the loss and its gradients."""
         return self._laq_step(closure)
 
-    def _laq_step(self, closure: Callable[[], Tensor] | None) -> Tensor | None:
+    def _first_pass(
+        self, closure: Callable[[], Tensor] | None
+    ) -> tuple[Tensor | None, list[Tensor], dict[str, Any]]:
+        """Evaluate the closure (if any) and step the non-quantized parameters; returns the loss,
+        the quantized parameters that have a gradient, and their group."""
         loss = None
         if closure is not None:
             with torch.enable_grad():
                 loss = closure()
         self._adam_others()
         group = self._group(quantized=True)
-        params = [p for p in group["params"] if p.grad is not None]
+        return loss, [p for p in group["params"] if p.grad is not None], group
+
+    def _laq_step(self, closure: Callable[[], Tensor] | None) -> Tensor | None:
+        loss, params, group = self._first_pass(closure)
         if not params:
             return loss
         lr, (beta1, beta2), eps = group["lr"], group["betas"], group["eps"]
@@ -360,11 +367,7 @@ class BLAQ(LossAwareAdam):
                 "BLAQ needs a closure in its active epochs (it evaluates the batch twice): "
                 "call opt.step(closure) with a closure that zeroes grads, runs backward, returns the loss"
             )
-        with torch.enable_grad():
-            loss = closure()
-        self._adam_others()
-        group = self._group(quantized=True)
-        params = [p for p in group["params"] if p.grad is not None]
+        loss, params, group = self._first_pass(closure)
         if not params:
             return loss
         lr, (beta1, beta2), eps = group["lr"], group["betas"], group["eps"]
