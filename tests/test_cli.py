@@ -92,13 +92,17 @@ def test_runs_dir_that_is_a_file_or_another_format_exit_2(capsys, tmp_path):
 # the real thing: Table 3 (smoke) through the command line, from an empty store
 
 REPRODUCE = Path(__file__).resolve().parents[1] / "reproduce.py"
-SMOKE_TABLE3 = ("--table", "3", "--profile", "smoke", "--runs-dir", "runs", "--jobs", "2")
+# three seeds: enough runs (18) that an interrupt sent after the first one completes lands
+# mid-grid even when the test process gets little CPU beside the two workers
+SMOKE_SEEDS = (0, 1, 2)
+SMOKE_TABLE3 = ("--table", "3", "--profile", "smoke", "--seeds", str(len(SMOKE_SEEDS)),
+                "--runs-dir", "runs", "--jobs", "2")
 
 
 def _table3_ids() -> list[str]:
     from benchmark.specs import get_spec
 
-    return sorted(c.run_id for c in get_spec("table", 3).configs("smoke"))
+    return sorted(c.run_id for c in get_spec("table", 3).configs("smoke", SMOKE_SEEDS))
 
 
 def _cli(cwd: Path, *args: str, data_root: Path, wait: bool = True, timeout: float = 300):
@@ -178,8 +182,10 @@ def test_second_invocation_is_all_cached_and_trains_nothing(reference):
 
 def test_dry_run_counts_and_writes_nothing(reference, tmp_path, capsys):
     assert reference.first.returncode == 0
-    argv = ["--table", "3", "--profile", "smoke", "--dry-run", "--jobs", "2", "--runs-dir"]
+    argv = ["--table", "3", "--profile", "smoke", "--seeds", str(len(SMOKE_SEEDS)), "--dry-run",
+            "--jobs", "2", "--runs-dir"]
     n = len(_table3_ids())
+    per_seed = n // len(SMOKE_SEEDS)
     assert main([*argv, str(reference.store)]) == 0
     out = capsys.readouterr().out
     assert f"{n} runs: {n} cached, 0 to run" in out
@@ -187,7 +193,7 @@ def test_dry_run_counts_and_writes_nothing(reference, tmp_path, capsys):
     empty = tmp_path / "new"
     assert main([*argv, str(empty), "--seeds", "0,1", "--out-dir", str(tmp_path / "out")]) == 0
     out = capsys.readouterr().out
-    assert f"{2 * n} runs: 0 cached, {2 * n} to run" in out and "estimate:" in out
+    assert f"{2 * per_seed} runs: 0 cached, {2 * per_seed} to run" in out and "estimate:" in out
     assert sorted(tmp_path.iterdir()) == []  # no store, no tables
 
 
@@ -255,7 +261,8 @@ def test_interrupt_kill_and_resume_give_the_uninterrupted_table(reference, tmp_p
     done = sum(s == "completed" for s in statuses.values())
     assert 1 <= done < n, statuses
     # the dry run sees the store as it is: completed runs cached, the others to run or resume
-    assert main(["--table", "3", "--profile", "smoke", "--dry-run", "--runs-dir", str(store)]) == 0
+    assert main(["--table", "3", "--profile", "smoke", "--seeds", str(len(SMOKE_SEEDS)),
+                 "--dry-run", "--runs-dir", str(store)]) == 0
     resume = sum(s == "incomplete" for s in statuses.values())
     assert (f"{n} runs: {done} cached, {n - done - resume} to run, {resume} to resume"
             in capsys.readouterr().out)
@@ -310,11 +317,12 @@ def test_runs_list_with_filters(reference, capsys):
     assert f"{len(ids)} runs: {len(ids)} completed" in out
     code, out, _ = _runs(capsys, "list", "--runs-dir", store, "--method", "lab", "--bits", "1")
     rows = [line for line in out.splitlines() if line[:16] in ids]
-    assert code == 0 and len(rows) == 2 and all(" lab " in r for r in rows)
+    # LAB 1 bit on both MNIST tasks, each seed
+    assert code == 0 and len(rows) == 2 * len(SMOKE_SEEDS) and all(" lab " in r for r in rows)
     code, out, _ = _runs(capsys, "list", "--runs-dir", store, "--task", "mnist-mlp",
                          "--profile", "smoke", "--status", "completed")
     rows = [line for line in out.splitlines() if line[:16] in ids]
-    assert len(rows) == 3 and all("mnist-mlp" in r for r in rows)
+    assert len(rows) == 3 * len(SMOKE_SEEDS) and all("mnist-mlp" in r for r in rows)
     code, out, _ = _runs(capsys, "list", "--runs-dir", store, "--status", "failed")
     assert code == 0 and "no runs" in out
 
