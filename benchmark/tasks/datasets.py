@@ -55,10 +55,25 @@ def _stamp(paths: list[Path]) -> list[tuple[str, int, int]]:
     return [(p.name, p.stat().st_size, p.stat().st_mtime_ns) for p in paths]
 
 
+def _code_digest() -> str:
+    """md5 of the code that splits and preprocesses (this module and ``preprocess``): a change to a
+    split size or a preprocessing constant must not let the cache serve the old data."""
+    from benchmark.tasks import preprocess
+
+    h = hashlib.md5()
+    for module in (__file__, preprocess.__file__):
+        h.update(Path(module).read_bytes())
+    return h.hexdigest()
+
+
 def cache_path(root: Path, name: str, key: dict[str, Any]) -> Path:
     """Where the preprocessed data for ``key`` live: ``<root>/cache/<name>-<md5 of key>.pt``."""
-    blob = json.dumps({"version": CACHE_VERSION, **key}, sort_keys=True, default=str)
+    blob = json.dumps({"version": CACHE_VERSION, "code": _CODE_DIGEST, **key}, sort_keys=True,
+                      default=str)
     return root / "cache" / f"{name}-{hashlib.md5(blob.encode()).hexdigest()[:12]}.pt"
+
+
+_CODE_DIGEST = _code_digest()
 
 
 def cached(root: Path, name: str, key: dict[str, Any], build: Callable[[], Splits]) -> tuple[Splits, bool]:

