@@ -394,15 +394,21 @@ def _round_log(w: Tensor, alpha: float, n: int, out: Tensor) -> Tensor:
     return out.copysign_(w)
 
 
-def _fit(w: Tensor, d: Tensor | None, u: Tensor, tmp: Tensor | None) -> tuple[float, float]:
-    """(sum d w u, sum d u^2): the best scale for levels u is their ratio."""
+def _fit(
+    w: Tensor, d: Tensor | None, u: Tensor, tmp: Tensor | None, previous: Tensor | None = None
+) -> tuple[float, float, bool]:
+    """(sum d w u, sum d u^2, whether u differs from ``previous``): the best scale for levels u is
+    the ratio of the sums. One read from the device for all three (a GPU sync per round, not two)."""
     if d is None:
         num, den = torch.dot(w, u), torch.dot(u, u)
     else:
         torch.mul(d, u, out=tmp)
         num, den = torch.dot(tmp, w), torch.dot(tmp, u)
-    num, den = torch.stack((num, den)).tolist()
-    return num, den
+    if previous is None:
+        num, den = torch.stack((num, den)).tolist()
+        return num, den, True
+    num, den, changed = torch.stack((num, den, torch.ne(u, previous).any().to(num.dtype))).tolist()
+    return num, den, changed != 0
 
 
 def _better(num: float, den: float, than: tuple[float, float]) -> bool:
@@ -435,23 +441,21 @@ def _alternate(
     """
     tmp = None if d is None else torch.empty_like(w)
     nothing = (0.0, 0.0)
-    fit = nothing if start is None else _fit(w, d, start, tmp)
+    fit = nothing if start is None else _fit(w, d, start, tmp)[:2]
     if not _better(*fit, than=nothing):  # no warm start, or a useless one
         mean = float(w.abs().mean())
         if mean == 0.0:
             return 0.0, None
         start = project(w, 4 * n / (2 * n + 1) * mean / unit, n, torch.empty_like(w))
-        fit = _fit(w, d, start, tmp)
+        fit = _fit(w, d, start, tmp)[:2]
         if not _better(*fit, than=nothing):
             return 0.0, None
     u, spare = start, torch.empty_like(w)
     scale = fit[0] / fit[1]
     for _ in range(_MAX_ROUNDS):
         v = project(w, scale, n, spare)
-        if torch.equal(v, u):
-            break
-        new_fit = _fit(w, d, v, tmp)
-        if not _better(*new_fit, than=fit):
+        *new_fit, changed = _fit(w, d, v, tmp, previous=u)
+        if not changed or not _better(*new_fit, than=fit):
             break
         u, spare, fit = v, u, new_fit
         previous, scale = scale, fit[0] / fit[1]
