@@ -22,6 +22,7 @@ from benchmark.errors import UserError
 if TYPE_CHECKING:
     from benchmark.grid import Plan
 
+MAX_SEEDS = 1000  # a grid of more seeds than this is a typo, not a plan
 PROG = "reproduce.py"
 
 PROFILE_HELP = {
@@ -88,13 +89,17 @@ def parse_seeds(text: str) -> tuple[int, ...]:
             seeds = tuple(int(s) for s in text.split(",") if s.strip())
         elif "-" in text[1:]:
             lo, hi = (int(s) for s in text.split("-", 1))
+            if hi - lo + 1 > MAX_SEEDS:
+                raise UserError(f"{text!r} names more than {MAX_SEEDS} seeds")
             seeds = tuple(range(lo, hi + 1))
         else:
             count = int(text)
             if count < 1:
                 raise UserError(f"{text!r} is not a count of seeds (at least 1); {hint}")
+            if count > MAX_SEEDS:
+                raise UserError(f"{text!r}: at most {MAX_SEEDS} seeds")
             seeds = tuple(range(count))
-    except ValueError as err:
+    except (ValueError, OverflowError) as err:
         raise UserError(str(err) if isinstance(err, UserError) else f"{text!r}: {hint}") from None
     if not seeds:
         raise UserError(f"{text!r} names no seed; {hint}")
@@ -131,7 +136,7 @@ def build_parser() -> argparse.ArgumentParser:
                       help="list the tables and figures (with their paper mapping and grid size), "
                       "methods, tasks and profiles, then exit")
     how = parser.add_argument_group("how")
-    how.add_argument("--profile", choices=PROFILES, default="quick",
+    how.add_argument("--profile", choices=PROFILES, default=None,
                      help="; ".join(f"{k}: {v}" for k, v in PROFILE_HELP.items()) + " (default: quick)")
     how.add_argument("--seeds", type=_seeds_arg, default=None, metavar="S",
                      help="a count N (seeds 0..N-1), a list 0,4,7 or a range 2-4 "
@@ -198,6 +203,7 @@ def _selected_specs(args: argparse.Namespace) -> list[Any]:
 
 
 def _reproduce(args: argparse.Namespace) -> int:
+    args.profile = args.profile or "quick"
     if args.list:
         print(list_text(args.profile))
         return 0
@@ -208,6 +214,7 @@ def _reproduce(args: argparse.Namespace) -> int:
     specs = _selected_specs(args)
     device = _check_device(args.device)
     jobs = args.jobs or grid.default_jobs(device)
+    _check_out_dir(Path(args.out_dir))
     configs = grid.expand(specs, args.profile, args.seeds)
     plan = grid.plan_grid(configs, args.runs_dir, retry_failed=args.retry_failed)
     threads = grid.threads_per_job(jobs)
@@ -245,6 +252,13 @@ def _reproduce(args: argparse.Namespace) -> int:
         files = ", ".join(str(p) for p in rendered.paths)
         print(f"{spec.key} written to {files} ({time.monotonic() - started:.1f} s)", flush=True)
     return 1 if failures or busy else 0
+
+
+def _check_out_dir(out: Path) -> None:
+    """Refuse, before any training, an output folder that cannot hold tables/ and figures/."""
+    for folder in (out, out / "tables", out / "figures"):
+        if folder.exists() and not folder.is_dir():
+            raise UserError(f"--out-dir: {folder} is a file, not a folder; give another --out-dir")
 
 
 def _check_device(device: str) -> str:
@@ -341,7 +355,8 @@ LIST_COLUMNS = ["run_id", "status", "task", "method", "bits", "scheme", "a", "m"
 
 def _add_runs_parser(sub: Any) -> None:
     common = _Parser(add_help=False)
-    common.add_argument("--runs-dir", default="runs", metavar="DIR",
+    # SUPPRESS: an option given before `runs` (reproduce.py --runs-dir X runs list) is kept
+    common.add_argument("--runs-dir", default=argparse.SUPPRESS, metavar="DIR",
                         help="the run store (default: runs)")
     filters = _Parser(add_help=False)
     f = filters.add_argument_group("filters")
@@ -349,7 +364,8 @@ def _add_runs_parser(sub: Any) -> None:
     f.add_argument("--method", help="only this method")
     f.add_argument("--bits", type=int, help="only this bit width (32 = full precision)")
     f.add_argument("--status", choices=("completed", "failed", "incomplete"), help="only this status")
-    f.add_argument("--profile", choices=PROFILES, help="only this profile")
+    f.add_argument("--profile", choices=PROFILES, default=argparse.SUPPRESS,
+                   help="only this profile")
 
     runs = sub.add_parser("runs", help="inspect the run store: list, show, compare, export",
                           description="Inspect the run store.",
@@ -474,8 +490,11 @@ def _runs_export(args: argparse.Namespace) -> int:
     path = Path(args.csv)
     if path.is_dir():
         raise UserError(f"--csv {path} is a folder; give a file name, e.g. {path / 'runs.csv'}")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    df.to_csv(path, index=False)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        df.to_csv(path, index=False)
+    except OSError as err:
+        raise UserError(f"cannot write --csv {path}: {err.strerror or err}") from None
     print(f"wrote {len(df)} runs to {path}")
     return 0
 

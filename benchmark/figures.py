@@ -299,8 +299,9 @@ def build_convergence(grid: Grid) -> Figure:
                     drawn = True
                 if not drawn:
                     _empty(ax, "no completed run")
-        _finish(fig, grid, "mean over seeds, band from the lowest to the highest seed",
-                legend=True)
+        _finish(fig, grid, "mean over seeds, band from the lowest to the highest seed; wall-clock "
+                "time of training epochs, measured while other runs of the grid (--jobs) shared "
+                "the machine", legend=True)
     return fig
 
 

@@ -62,10 +62,21 @@ def _one_line_error(capsys, argv, needle):
         ([], "nothing to rebuild"),
         (["runs"], "runs"),
         (["runs", "export"], "--csv"),
+        (["--table", "2", "--seeds", "99999999999999999999"], "at most 1000 seeds"),
+        (["--table", "2", "--seeds", "0-5000"], "more than 1000 seeds"),
+        (["--table", "2", "--profile", "smoke", "--out-dir", "pyproject.toml"], "is a file"),
     ],
 )
-def test_bad_arguments_one_line_exit_2(capsys, argv, needle):
+def test_bad_arguments_one_line_exit_2(capsys, argv, needle, monkeypatch):
+    monkeypatch.chdir(Path(__file__).resolve().parents[1])  # pyproject.toml: a file, not a folder
     _one_line_error(capsys, argv, needle)
+
+
+def test_a_bad_out_dir_is_refused_before_any_training(capsys, tmp_path, monkeypatch):
+    (tmp_path / "tables").write_text("not a folder")
+    monkeypatch.chdir(tmp_path)
+    _one_line_error(capsys, ["--table", "2", "--profile", "smoke"], "tables is a file")
+    assert not (tmp_path / "runs").exists()  # nothing trained, nothing written
 
 
 def test_help_lists_examples_and_exits_0(capsys):
@@ -307,6 +318,22 @@ def _runs(capsys, *argv):
     code = main(["runs", *argv])
     captured = capsys.readouterr()
     return code, captured.out, captured.err
+
+
+def test_runs_options_given_before_the_subcommand_are_kept(reference, capsys):
+    store = str(reference.store)
+    n = len(_ids(reference.store))
+    code = main(["--runs-dir", store, "runs", "list"])
+    out = capsys.readouterr().out
+    assert code == 0 and f"{n} runs: {n} completed" in out
+    assert main(["--runs-dir", store, "--profile", "paper", "runs", "list"]) == 0
+    assert "no runs" in capsys.readouterr().out  # the store holds smoke runs only
+
+
+def test_runs_export_to_an_impossible_path_exit_2(reference, capsys, tmp_path):
+    (tmp_path / "file").write_text("")
+    _one_line_error(capsys, ["runs", "export", "--runs-dir", str(reference.store), "--csv",
+                             str(tmp_path / "file" / "x.csv")], "cannot write --csv")
 
 
 def test_runs_list_with_filters(reference, capsys):
