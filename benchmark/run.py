@@ -43,6 +43,7 @@ import benchmark
 from benchmark.config import RunConfig
 from benchmark.errors import UserError
 from benchmark.methods import get_method
+from benchmark.quant.zigzag import MAX_TRACE
 from benchmark.store import (
     RunBusyError,
     RunLock,
@@ -66,7 +67,6 @@ with warnings.catch_warnings():  # sacred 0.8.7 imports pkg_resources, which war
     from sacred.utils import apply_backspaces_and_linefeeds
 
 CHECKPOINT_FORMAT = 1
-TRACE_POINTS = 5000  # iterations kept in trace.npz by runs without a zig-zag meter (its own bound)
 LOSS_SYNC_EVERY = 50  # iterations between host reads of the loss (the divergence check): no sync per step
 DEVICES = ("auto", "cpu", "cuda")
 EXIT_STATUS = {"completed": 0, "cached": 0, "failed": 1, "busy": 3}
@@ -524,7 +524,7 @@ def _train_step(opt: torch.optim.Optimizer, model: nn.Module, loss_fn: Any,
     return first[0], first[1]
 
 
-def decimated_iterations(n: int, max_points: int = TRACE_POINTS) -> np.ndarray:
+def decimated_iterations(n: int, max_points: int = MAX_TRACE) -> np.ndarray:
     """1-based iterations 1, 1+s, 1+2s, ... up to ``n``, with s the least power of 2 that keeps at
     most ``max_points`` of them: the ZigZagMeter's own decimation, for runs without a meter."""
     stride = 1

@@ -46,6 +46,7 @@ from torch import Tensor
 
 from benchmark.errors import UserError
 
+MAX_TRACE = 5000  # iterations a trace keeps at most (decimated evenly beyond)
 SUMMARY_KEYS = ("zz_cosine", "zz_flip_rate", "zz_osc_freq", "zz_osc_share", "zz_osc_amplitude")
 
 # slots of the per-epoch accumulator
@@ -60,7 +61,7 @@ class ZigZagMeter:
         momentum: float = 0.99,
         threshold: float = 0.01,
         n_tracked: int = 8,
-        max_trace: int = 5000,
+        max_trace: int = MAX_TRACE,
     ) -> None:
         if not 0.0 <= momentum < 1.0:
             raise UserError(f"zig-zag momentum must lie in [0, 1), not {momentum}")
