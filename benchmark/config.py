@@ -27,7 +27,9 @@ class RunConfig:
 
     ``None`` and ``"auto"`` mean "the default for this task, method and profile"; ``resolved()``
     fills them in, and sets the settings a method does not use (``a``/``m`` outside BLAQ) to None
-    so that they cannot split one result into two run ids.
+    so that they cannot split one result into two run ids. ``extra`` holds free-form settings
+    for a user's own tasks or methods (the suite's own code does not read it); it is part of the
+    run id, so runs that differ in it are different runs.
     """
 
     task: str = "mnist-mlp"
