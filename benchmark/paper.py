@@ -26,6 +26,14 @@ SOURCES: dict[str, str] = {
     "LAB": "Hou, Yao, Kwok, ICLR 2017 (LAB): test error converted to accuracy (100 - error)",
     "XNOR": "Rastegari et al., ECCV 2016 (XNOR-Net, BWN), as quoted beside BLAQ",
 }
+# The paper each source key stands for: a gap between two numbers is one paper's own only
+# when both come from the same paper (its main text and its appendix are one paper).
+PAPER_OF: dict[str, str] = {"BLAQ": "BLAQ", "BLAQ-app": "BLAQ", "LAB": "LAB", "XNOR": "XNOR"}
+
+
+def same_paper(source_a: str, source_b: str) -> bool:
+    """Whether two source keys (of SOURCES) are the same paper."""
+    return PAPER_OF[source_a] == PAPER_OF[source_b]
 
 
 @dataclass(frozen=True)
@@ -124,7 +132,6 @@ REFERENCES: tuple[Reference, ...] = (
     Reference("imagenet-resnet18", "fp", 32, "69.3", "XNOR", "ResNet-18 on ImageNet, full "
               "precision"),
     Reference("mnist-mlp", "fp", 32, "98.81", "LAB", "MLP on MNIST, full precision"),
-    Reference("mnist-mlp", "binaryconnect", 1, "98.72", "LAB", "MLP on MNIST, BinaryConnect"),
     Reference("mnist-mlp", "bwn", 1, "98.80", "LAB", "MLP on MNIST, BWN"),
     Reference("mnist-mlp", "lab", 1, "98.83", "LAB", "MLP on MNIST, LAB"),
     Reference("cifar10-vgg", "fp", 32, "88.10", "LAB", "VGG-small on CIFAR-10, full precision"),

@@ -23,10 +23,13 @@ import numpy as np
 import pandas as pd
 
 from benchmark.methods import METHODS
-from benchmark.paper import SOURCES, Reference, lookup
+from benchmark.paper import SOURCES, Reference, lookup, same_paper
 
 DAGGER = "†"
 DASH = "—"
+TIE_TOL = 1e-9  # two means closer than this are equal (float noise), in ranks and in std display
+STAND_IN_NOTE = f"{DAGGER} Stand-in data: this says nothing about the paper's claim."
+STAND_IN_LABEL = f"{DAGGER} stand-in data: this says nothing about the paper's claim"
 MAX_FAILURES_SHOWN = 5  # failed runs named (with their reason) under a table
 
 
@@ -150,14 +153,18 @@ def cell(rows: pd.DataFrame, column: str = "test_acc") -> Cell:
     status = rows["status"].to_numpy()
     values = pd.to_numeric(rows[column], errors="coerce").to_numpy(dtype=float, na_value=np.nan)
     done = (status == "completed") & ~np.isnan(values)
-    stand_in = rows["stand_in"].to_numpy()[done]
     return Cell(
         values=tuple(float(v) for v in values[done]),
         n_failed=int((status == "failed").sum()),
         n_incomplete=int(((status == "incomplete") | ((status == "completed") & ~done)).sum()),
         n_missing=int((status == "missing").sum()),
-        stand_in=any(isinstance(v, (bool, np.bool_)) and bool(v) for v in stand_in),
+        stand_in=_any_stand_in(rows["stand_in"].to_numpy()[done]),
     )
+
+
+def _any_stand_in(flags: Any) -> bool:
+    """Whether any of the store's ``stand_in`` flags is True (missing runs have none)."""
+    return any(isinstance(v, (bool, np.bool_)) and bool(v) for v in flags)
 
 
 def _decimals_for(x: float, significant: int = 3) -> int:
@@ -167,29 +174,51 @@ def _decimals_for(x: float, significant: int = 3) -> int:
 
 
 def fmt_mean_std(mean: float, std: float | None, decimals: int | None = 2) -> str:
-    """``"91.23 ± 0.45"``; ``decimals=None`` keeps three significant digits of the mean."""
+    """``"91.23 ± 0.45"``; ``decimals=None`` keeps three significant digits of the mean.
+
+    The std takes the mean's decimals unless they would print a nonzero std as zero; then it
+    gets two significant digits of its own (``"0.000002 ± 0.00000031"``). A std below
+    ``TIE_TOL`` is float noise and prints as zero.
+    """
     d = _decimals_for(mean) if decimals is None else decimals
     if std is None:
         return f"{mean:.{d}f}"
-    return f"{mean:.{d}f} ± {std:.{d}f}"
+    ds = d
+    if std >= TIE_TOL and float(f"{std:.{d}f}") == 0:
+        ds = max(d, 1 - math.floor(math.log10(std)))
+    return f"{mean:.{d}f} ± {std:.{ds}f}"
 
 
 # ---------------------------------------------------------------------------------------------
 # claims: the sentence at the top of a table saying whether the paper's claim reproduced
 
 
-def _paired(grid: Grid, a: int, b: int, metric: str) -> np.ndarray:
-    """Per-seed differences a - b over the seeds where both runs completed."""
+def _paired(grid: Grid, a: int, b: int, metric: str) -> tuple[np.ndarray, bool]:
+    """Per-seed differences a - b over the seeds where both runs completed, and whether any of
+    the runs compared used stand-in data."""
     done = grid.frame[(grid.frame.status == "completed") & grid.frame[metric].notna()]
-    va = done[done.entry == a].set_index("seed")[metric]
-    vb = done[done.entry == b].set_index("seed")[metric]
-    common = sorted(set(va.index) & set(vb.index))
-    return np.array([float(va[s]) - float(vb[s]) for s in common])
+    ra = done[done.entry == a].set_index("seed")
+    rb = done[done.entry == b].set_index("seed")
+    common = sorted(set(ra.index) & set(rb.index))
+    diff = np.array([float(ra[metric][s]) - float(rb[metric][s]) for s in common])
+    stand_in = _any_stand_in([*ra.stand_in[common], *rb.stand_in[common]])
+    return diff, stand_in
 
 
 def _paper(grid: Grid, entry: int) -> Reference | None:
     s = grid.setting(entry)
     return lookup(s["task"], s["method"], s["bits"], s["scheme"], s["a"], s["m"])
+
+
+def _published(better: Reference, worse: Reference) -> str:
+    """The two published numbers, each with its source; a gap is the paper's only when one
+    paper gives both (different papers ran different setups)."""
+    gap = f"{better.value - worse.value:+.2f}"
+    both = f"Published: {better.text} [{better.source}] vs {worse.text} [{worse.source}]"
+    if same_paper(better.source, worse.source):
+        return f"{both}, the paper's gap {gap}."
+    return (f"{both} ({gap}, from different papers with different setups: not a gap either "
+            "paper reports).")
 
 
 @dataclass(frozen=True)
@@ -213,27 +242,30 @@ class Beats:
         win, lose = grid.select(**self.better), grid.select(**self.worse)
         if len(win) != 1 or len(lose) != 1:
             return f"{head} cannot tell: the {grid.profile} grid does not hold both settings."
-        diff = _paired(grid, win[0], lose[0], self.metric)
+        diff, stand_in = _paired(grid, win[0], lose[0], self.metric)
         if not self.higher_is_better:
             diff = -diff
         if diff.size == 0:
             return f"{head} cannot tell: no seed completed for both."
         mean = float(diff.mean())
         unit = f" {self.unit}" if self.unit else ""
-        d = 2 if self.metric == "test_acc" else _decimals_for(mean)
+        d = 2 if self.metric == "test_acc" else None
         if diff.size >= 2:
             std = float(diff.std(ddof=1))
-            by = f"{abs(mean):.{d}f} ± {std:.{d}f}{unit} (paired over {diff.size} seeds)"
+            by = f"{fmt_mean_std(abs(mean), std, d)}{unit} (paired over {diff.size} seeds)"
             noise = " — within the seed spread" if abs(mean) <= std else ""
         else:
-            by = f"{abs(mean):.{d}f}{unit} (1 seed, no spread)"
+            by = f"{fmt_mean_std(abs(mean), None, d)}{unit} (1 seed, no spread)"
             noise = ""
-        verdict = "yes, by" if mean > 0 else "no, it trails by" if mean < 0 else "no, a tie at"
+        verdict = "no, a tie at" if _tied(mean, 0) else "yes, by" if mean > 0 else \
+            "no, it trails by"
         text = f"{head} {verdict} {by}{noise}."
+        if stand_in:
+            text += f" {STAND_IN_NOTE}"
         if self.metric == "test_acc":
             pw, pl = _paper(grid, win[0]), _paper(grid, lose[0])
             if pw is not None and pl is not None:
-                text += f" Paper: {pw.text} vs {pl.text} ({pw.value - pl.value:+.2f})."
+                text += f" {_published(pw, pl)}"
         return text
 
 
@@ -250,9 +282,11 @@ class Falls:
         points = []
         for e in grid.select(**self.where):
             c = cell(grid.rows(e), self.metric)
-            points.append((grid.setting(e)[self.along], c.mean))
-        points.sort()
-        known = [(x, y) for x, y in points if y is not None]
+            points.append((grid.setting(e)[self.along], c.mean, c.stand_in))
+        points.sort(key=lambda p: p[0])
+        known = [(x, y) for x, y, _ in points if y is not None]
+        stand_in = "" if not any(s for _, y, s in points if y is not None) else \
+            f" {STAND_IN_NOTE}"
         head = f"{self.claim}:"
         if len(known) < 2:
             return f"{head} cannot tell: fewer than two settings have completed runs."
@@ -261,10 +295,10 @@ class Falls:
         series = ", ".join(f"{bits_label(x) if self.along == 'bits' else x}: "
                            f"{y:.{_decimals_for(y)}f}" for x, y in known)
         if falls:
-            return f"{head} yes ({series})."
+            return f"{head} yes ({series}).{stand_in}"
         overall = "though lower at the end than at the start" if ys[-1] < ys[0] else \
             "not lower at the end than at the start"
-        return f"{head} no, not monotonically, {overall} ({series})."
+        return f"{head} no, not monotonically, {overall} ({series}).{stand_in}"
 
 
 @dataclass(frozen=True)
@@ -283,19 +317,23 @@ class BestSetting:
                                           strict=True)))
             means: dict[tuple[Any, ...], float] = {}
             published = []
+            stand_in = False
             for e in sub.entry:
                 setting = tuple(grid.setting(e)[k] for k in self.over)
                 c = cell(grid.rows(e))
                 if c.mean is not None:
                     means[setting] = c.mean
+                    stand_in |= c.stand_in
                 ref = _paper(grid, e)
                 if ref is not None:
                     published.append((ref.value, setting))
             if not means:
                 parts.append(f"{label}: no completed runs")
                 continue
+            if stand_in:
+                label += f" ({STAND_IN_LABEL})"
             top = max(means.values())
-            leaders = [st for st, v in means.items() if math.isclose(v, top, abs_tol=1e-9)]
+            leaders = [st for st, v in means.items() if _tied(v, top)]
             text = f"{label}: best " + " and ".join(_fmt_setting(self.over, st) for st in leaders)
             text += " (tied)" if len(leaders) > 1 else ""
             if published:
@@ -305,13 +343,20 @@ class BestSetting:
                     text += " (the paper's best is among them)" if len(leaders) > 1 else \
                         " (agrees with the paper)"
                 elif paper_best in means:
-                    rank = 1 + sum(v > means[paper_best] for v in means.values())
-                    text += (f" (the paper's best {shown} ranks {rank} of {len(means)} here, "
-                             f"{top - means[paper_best]:.2f} points lower)")
+                    mine = means[paper_best]
+                    rank = 1 + sum(v > mine and not _tied(v, mine) for v in means.values())
+                    ties = sum(_tied(v, mine) for v in means.values()) - 1
+                    tied = f", tied with {ties} other{'s' if ties > 1 else ''}" if ties else ""
+                    text += (f" (the paper's best {shown} ranks {rank} of {len(means)} here"
+                             f"{tied}, {top - mine:.2f} points lower)")
                 else:
                     text += f" (the paper's best {shown} has no completed run here)"
             parts.append(text)
         return f"{self.claim}: " + "; ".join(parts) + "."
+
+
+def _tied(x: float, y: float) -> bool:
+    return math.isclose(x, y, rel_tol=0, abs_tol=TIE_TOL)
 
 
 def _group_label(values: Mapping[str, Any]) -> str:

@@ -2,7 +2,16 @@
 
 import pytest
 
-from benchmark.paper import APPENDIX_A, REFERENCES, SOURCES, lookup, references
+from benchmark.methods import METHODS
+from benchmark.paper import (
+    APPENDIX_A,
+    PAPER_OF,
+    REFERENCES,
+    SOURCES,
+    lookup,
+    references,
+    same_paper,
+)
 
 DEFAULTS = {  # the appendix's best (a, m) per task, which the headline numbers use
     "cifar10-vgg": (0.6, 5), "mnist-mlp": (0.6, 5), "mnist-lenet5": (0.6, 5),
@@ -98,3 +107,15 @@ def test_decimals_follow_the_source_text():
     assert lookup("mnist-mlp", "blaq", 1, a=0.95, m=5).decimals == 3
     assert lookup("imagenet-resnet18", "bwn", 1).decimals == 1
     assert lookup("cifar10-vgg", "blaq", 1, a=0.6, m=5).text == "91.50"
+
+
+def test_every_number_belongs_to_a_registered_method():
+    """A number for a method no table can run (e.g. BinaryConnect) could never be shown."""
+    unknown = sorted({r.method for r in REFERENCES} - set(METHODS))
+    assert unknown == []
+
+
+def test_sources_map_to_papers():
+    assert set(PAPER_OF) == set(SOURCES)
+    assert same_paper("BLAQ", "BLAQ-app")  # main text and appendix: one paper
+    assert not same_paper("BLAQ", "LAB") and not same_paper("BLAQ", "XNOR")

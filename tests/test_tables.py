@@ -95,6 +95,27 @@ def test_significant_digit_format():
     assert fmt_mean_std(91.234, 0.5, 2) == "91.23 ± 0.50"
 
 
+def test_a_nonzero_std_never_prints_as_zero():
+    # the mean's decimals would print these stds as 0.000000 and 0.00: two significant digits
+    assert fmt_mean_std(0.0000024, 0.00000031, None) == "0.000002 ± 0.00000031"
+    assert fmt_mean_std(91.234, 0.003, 2) == "91.23 ± 0.0030"
+    assert fmt_mean_std(91.234, 0.0049, 2) == "91.23 ± 0.0049"
+    assert fmt_mean_std(91.234, 0.005, 2) == "91.23 ± 0.01"  # prints nonzero already
+    # a true zero, and float noise below the tie tolerance, stay zero
+    assert fmt_mean_std(91.25, 0.0, 2) == "91.25 ± 0.00"
+    assert fmt_mean_std(91.25, 1e-14, 2) == "91.25 ± 0.00"
+
+
+def test_claims_print_a_small_paired_std_with_its_own_digits(tmp_path):
+    # oscillation frequencies (values / 1000): differences 0.0000020 and 0.0000024
+    grid = two_methods(tmp_path, [("completed", 1.0), ("completed", 1.0)],
+                       [("completed", 0.998), ("completed", 0.9976)], [])
+    claim = Beats("BLAQ oscillates less", {"method": "blaq"}, {"method": "lab"},
+                  metric="zz_osc_freq", higher_is_better=False, unit="events")
+    assert claim(grid).startswith(
+        "BLAQ oscillates less: no, it trails by 0.000002 ± 0.00000028 events (paired over 2")
+
+
 def two_methods(tmp_path, blaq, lab, claims):
     return fake_grid(tmp_path, [({}, blaq), ({"method": "lab", "a": None, "m": None}, lab)],
                      claims=claims)
@@ -109,7 +130,71 @@ def test_beats_pairs_seeds_and_reports_the_spread(tmp_path):
     # paired seeds 0 and 2: differences 1 and 2 -> 1.50 +- 0.71
     text = BEATS(grid)
     assert text.startswith("BLAQ beats LAB: yes, by 1.50 ± 0.71 points (paired over 2 seeds).")
-    assert "Paper: 99.11 vs 98.83 (+0.28)." in text
+    assert "Stand-in" not in text  # real data: no disclaimer
+
+
+def test_published_numbers_name_their_sources_and_a_gap_across_papers_is_not_the_papers(tmp_path):
+    grid = two_methods(tmp_path, [("completed", 92.0)], [("completed", 91.0)], [BEATS])
+    # 99.11 is BLAQ's own headline, 98.83 LAB's (ICLR 2017): two papers, two setups
+    text = BEATS(grid)
+    assert text.endswith("Published: 99.11 [BLAQ] vs 98.83 [LAB] (+0.28, from different papers "
+                         "with different setups: not a gap either paper reports).")
+    assert "the paper's gap" not in text
+    # BLAQ's SVHN headline and the full-precision number printed beside it: one paper
+    fp = fake_grid(tmp_path, [({"task": "svhn-net"}, [("completed", 92.0)]),
+                              ({"task": "svhn-net", "method": "fp", "bits": 32, "scheme": None,
+                                "a": None, "m": None}, [("completed", 93.0)])])
+    claim = Beats("BLAQ beats full precision", {"method": "blaq"}, {"method": "fp"})
+    assert claim(fp).endswith("Published: 98.13 [BLAQ] vs 97.73 [BLAQ], the paper's gap +0.40.")
+    # the headline (a=0.6, m=5) against the appendix's a=0.3, m=5: the same paper
+    grid = fake_grid(tmp_path, [({}, [("completed", 92.0)]), ({"a": 0.3}, [("completed", 91.0)])])
+    claim = Beats("a=0.6 beats a=0.3", {"a": 0.6}, {"a": 0.3})
+    assert claim(grid).endswith(
+        "Published: 99.11 [BLAQ] vs 99.057 [BLAQ-app], the paper's gap +0.05.")
+
+
+STAND_IN_NOTE = "† Stand-in data: this says nothing about the paper's claim."
+
+
+@pytest.mark.parametrize("stand_in_side", ["better", "worse"])
+def test_claims_on_stand_in_data_say_so(tmp_path, stand_in_side):
+    blaq = ({"stand_in": stand_in_side == "better"}, [("completed", 90.0), ("completed", 90.5)])
+    lab = ({"method": "lab", "a": None, "m": None, "stand_in": stand_in_side == "worse"},
+           [("completed", 91.0), ("completed", 91.0)])
+    grid = fake_grid(tmp_path, [blaq, lab])
+    text = BEATS(grid)
+    assert "no, it trails by 0.75 ± 0.35 points (paired over 2 seeds). " + STAND_IN_NOTE in text
+    assert text.index(STAND_IN_NOTE) < text.index("Published:")
+    # the zig-zag claims too, and the rendered table's claim line
+    osc = Beats("BLAQ oscillates less", {"method": "blaq"}, {"method": "lab"},
+                metric="zz_osc_freq", higher_is_better=False, unit="events")
+    assert STAND_IN_NOTE in osc(grid)
+    grid = fake_grid(tmp_path, [blaq, lab], claims=[BEATS])
+    claim_line = next(ln for ln in render_method_table(grid).text.splitlines()
+                      if ln.startswith("**Claim."))
+    assert STAND_IN_NOTE in claim_line
+
+
+def test_stand_in_runs_that_were_not_compared_do_not_mark_the_claim(tmp_path):
+    # nothing completed for both: nothing compared, so "cannot tell" and no disclaimer
+    grid = two_methods(tmp_path, [("completed", 93.0), ("failed", 0)],
+                       [("failed", 0), ("completed", 91.0)], [])
+    grid.frame["stand_in"] = True
+    assert BEATS(grid) == "BLAQ beats LAB: cannot tell: no seed completed for both."
+
+
+def test_falls_and_best_setting_on_stand_in_data_say_so(tmp_path):
+    cells = [({"method": "laq", "bits": b, "stand_in": b == 2}, [("completed", v)])
+             for b, v in ((1, 9.0), (2, 5.0))]
+    text = Falls("falls", {"method": "laq"}, "zz_osc_freq")(fake_grid(tmp_path, cells))
+    assert text == f"falls: yes (1 bit: 0.00900, 2 bits: 0.00500). {STAND_IN_NOTE}"
+    real = [({"task": "mnist-mlp", "a": 0.6, "m": 5}, [("completed", 91.0)])]
+    fake = [({"task": "svhn-net", "a": 0.6, "m": 5, "stand_in": True}, [("completed", 90.0)])]
+    text = BestSetting("measured")(fake_grid(tmp_path, real + fake))
+    # only the task whose runs used a stand-in carries the disclaimer
+    assert text == ("measured: MNIST MLP, 1 bit: best a=0.6, m=5 (agrees with the paper); "
+                    "SVHN net, 1 bit († stand-in data: this says nothing about the paper's "
+                    "claim): best a=0.6, m=5 (agrees with the paper).")
 
 
 def test_beats_is_honest_when_the_claim_fails_or_cannot_be_judged(tmp_path):
@@ -122,6 +207,8 @@ def test_beats_is_honest_when_the_claim_fails_or_cannot_be_judged(tmp_path):
     none = two_methods(tmp_path, [("completed", 93.0), ("failed", 0)],
                        [("failed", 0), ("completed", 91.0)], [BEATS])
     assert "cannot tell: no seed completed for both" in BEATS(none)
+    noise = two_methods(tmp_path, [("completed", 0.1 + 0.2)], [("completed", 0.3)], [BEATS])
+    assert "BLAQ beats LAB: no, a tie at 0.00 points (1 seed" in BEATS(noise)  # not "yes, by 0.00"
     absent = Beats("BLAQ beats TWN", {"method": "blaq"}, {"method": "twn"})
     assert "cannot tell: the quick grid does not hold both" in absent(none)
 
@@ -150,6 +237,16 @@ def test_best_setting_ranks_the_papers_best(tmp_path):
     # the appendix (MLP, m=5) ranks a=0.6 first; here it comes last of three, 2 points down
     assert text == ("measured: MNIST MLP, 1 bit: best a=0.3, m=5 (the paper's best a=0.6, m=5 "
                     "ranks 3 of 3 here, 2.00 points lower).")
+
+
+def test_best_setting_ranks_ties_as_ties(tmp_path):
+    # 96.8 and 96.80000000000001 are one accuracy: the paper's best shares rank 2, not 3
+    cells = [({"a": a, "m": 5}, [("completed", v)]) for a, v in ((0.9, 97.0),
+                                                                  (0.3, 96.80000000000001),
+                                                                  (0.6, 96.8))]
+    assert BestSetting("measured")(fake_grid(tmp_path, cells)) == (
+        "measured: MNIST MLP, 1 bit: best a=0.9, m=5 (the paper's best a=0.6, m=5 ranks 2 of 3 "
+        "here, tied with 1 other, 0.20 points lower).")
 
 
 def test_best_setting_says_when_settings_tie(tmp_path):
