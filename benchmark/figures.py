@@ -90,7 +90,7 @@ def _save(fig: Figure, grid: Grid) -> Rendered:
     out.mkdir(parents=True, exist_ok=True)
     paths = (out / f"{grid.spec.key}.png", out / f"{grid.spec.key}.pdf")
     fig.savefig(paths[0], dpi=130)
-    fig.savefig(paths[1])
+    fig.savefig(paths[1], metadata={"CreationDate": None})  # the same figure, the same bytes
     notes = "\n".join(f"- {n}" for n in footer(grid))
     text = (f"Figure {grid.spec.number}: {grid.spec.title} ({grid.profile} profile)\n"
             f"{notes}\n" + "".join(f"- written: {p}\n" for p in paths))
@@ -299,9 +299,8 @@ def build_convergence(grid: Grid) -> Figure:
                     drawn = True
                 if not drawn:
                     _empty(ax, "no completed run")
-        _finish(fig, grid, "mean over seeds, band from the lowest to the highest seed; wall-clock "
-                "time of training epochs, measured while other runs of the grid (--jobs) shared "
-                "the machine", legend=True)
+        _finish(fig, grid, "mean over seeds, band from the lowest to the highest seed; times "
+                "measured on a machine shared by the grid's --jobs runs", legend=True)
     return fig
 
 
