@@ -17,8 +17,6 @@ from benchmark.errors import UserError
 from benchmark.methods import get_method
 
 PROFILES = ("smoke", "quick", "paper")
-BLENDS = ("moment", "gradient")
-KEEP_MOMENTS = ("blended", "current")
 
 
 @dataclass(frozen=True)
@@ -89,6 +87,8 @@ class RunConfig:
                 f"not {self.lr_schedule!r}"
             )
         if method.step == "blaq":
+            from benchmark.quant.optim import BLENDS, KEEP_MOMENTS  # the optimizer's own options
+
             a = task.default_a if self.a is None else float(self.a)
             m = task.default_m if self.m is None else self.m
             if not 0.0 <= a <= 1.0:
