@@ -1,4 +1,4 @@
-"""Figure renderers: a spec's grid of runs -> PNG and PDF files (matplotlib, seaborn).
+"""Figure renderers: a spec's results of runs -> PNG and PDF files (matplotlib, seaborn).
 
 Each figure has a ``build_*`` function that returns the matplotlib Figure (tests inspect its
 axes and lines) and a ``render_*`` function that saves it as ``<key>.png`` and ``<key>.pdf``.
@@ -20,16 +20,10 @@ import pandas as pd
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
+from benchmark.cells import DAGGER
+from benchmark.labels import bits_label, footer, method_label, task_label
+from benchmark.results import Rendered, Results
 from benchmark.runsdb import load_metrics, load_trace
-from benchmark.tables import (
-    DAGGER,
-    Grid,
-    Rendered,
-    bits_label,
-    footer,
-    method_label,
-    task_label,
-)
 
 COLORS = {"laq": "#1f6fb4", "blaq": "#e8730c", "lab": "#1f6fb4", "fp": "#555555"}
 # LAQ wide under BLAQ narrow: where BLAQ equals LAQ (its plain epochs) both stay visible
@@ -43,26 +37,26 @@ _WIDTH = 11.0
 
 @contextlib.contextmanager
 def _styled() -> Iterator[None]:
-    """The one style of every figure (seaborn's white grid, paper context), without global changes."""
+    """The one style of every figure (seaborn's white results, paper context), without global changes."""
     import seaborn as sns  # late: seaborn imports scipy.stats (a second), listings need neither
 
     with sns.axes_style("whitegrid"), sns.plotting_context("paper", font_scale=1.15):
         yield
 
 
-def _stand_in(grid: Grid, task: str | None = None) -> bool:
-    f = grid.frame if task is None else grid.frame[grid.frame.task == task]
+def _stand_in(results: Results, task: str | None = None) -> bool:
+    f = results.frame if task is None else results.frame[results.frame.task == task]
     return bool((f.stand_in == True).any())  # noqa: E712
 
 
-def _finish(fig: Figure, grid: Grid, subtitle: str = "", legend: bool = False) -> None:
+def _finish(fig: Figure, results: Results, subtitle: str = "", legend: bool = False) -> None:
     """Lay out the header (title, subtitle, stand-in note, shared legend), the axes and the
     footer notes, in inches so that nothing overlaps whatever the figure's height."""
-    spec = grid.spec
-    header = [f"Figure {spec.number}: {spec.title} ({grid.profile} profile)"]
+    spec = results.spec
+    header = [f"Figure {spec.number}: {spec.title} ({results.profile} profile)"]
     if subtitle:
         header.append(subtitle)
-    if _stand_in(grid):
+    if _stand_in(results):
         header.append(f"{DAGGER} stand-in data, not the paper's data set")
     height = fig.get_figheight()
     fig.suptitle("\n".join(header), fontsize=11.5, y=1 - 0.1 / height, va="top", linespacing=1.4)
@@ -78,21 +72,21 @@ def _finish(fig: Figure, grid: Grid, subtitle: str = "", legend: bool = False) -
             fig.legend(handles, labels, loc="upper center", ncol=len(labels), frameon=False,
                        bbox_to_anchor=(0.5, 1 - used / height), fontsize=9.5)
             used += 0.4
-    notes = "\n".join(textwrap.fill(n, 170) for n in footer(grid))
+    notes = "\n".join(textwrap.fill(n, 170) for n in footer(results))
     fig.text(0.01, 0.08 / height, notes, fontsize=6.5, va="bottom", ha="left", color="#333333")
     bottom = 0.08 + 0.125 * (notes.count("\n") + 1) + 0.65
     fig.subplots_adjust(left=0.085, right=0.985, top=1 - (used + 0.35) / height,
                         bottom=bottom / height, hspace=0.5, wspace=0.34)
 
 
-def _save(fig: Figure, grid: Grid) -> Rendered:
-    out = grid.out_dir("figures")
+def _save(fig: Figure, results: Results) -> Rendered:
+    out = results.out_dir("figures")
     out.mkdir(parents=True, exist_ok=True)
-    paths = (out / f"{grid.spec.key}.png", out / f"{grid.spec.key}.pdf")
+    paths = (out / f"{results.spec.key}.png", out / f"{results.spec.key}.pdf")
     fig.savefig(paths[0], dpi=130)
     fig.savefig(paths[1], metadata={"CreationDate": None})  # the same figure, the same bytes
-    notes = "\n".join(f"- {n}" for n in footer(grid))
-    text = (f"Figure {grid.spec.number}: {grid.spec.title} ({grid.profile} profile)\n"
+    notes = "\n".join(f"- {n}" for n in footer(results))
+    text = (f"Figure {results.spec.number}: {results.spec.title} ({results.profile} profile)\n"
             f"{notes}\n" + "".join(f"- written: {p}\n" for p in paths))
     return Rendered(paths, text)
 
@@ -107,13 +101,13 @@ def _method_style(method: str) -> dict[str, object]:
     return {"color": COLORS.get(method, "#333333"), **style}
 
 
-def _entry_label(grid: Grid, e: int) -> str:
-    s = grid.setting(e)
+def _entry_label(results: Results, e: int) -> str:
+    s = results.setting(e)
     return f"{method_label(s['method'])}, {bits_label(s['bits'])}"
 
 
-def _first_completed(grid: Grid, e: int) -> str | None:
-    done = grid.rows(e)[grid.rows(e).status == "completed"]
+def _first_completed(results: Results, e: int) -> str | None:
+    done = results.rows(e)[results.rows(e).status == "completed"]
     return None if done.empty else str(done.run_id.iloc[0])
 
 
@@ -121,24 +115,24 @@ def _first_completed(grid: Grid, e: int) -> str | None:
 # Figure 3: trajectories and update cosines of LAQ
 
 
-def build_trajectories(grid: Grid, n_weights: int = 3) -> Figure:
+def build_trajectories(results: Results, n_weights: int = 3) -> Figure:
     """Top row: a few weights (full precision, thin; quantized, steps) per iteration; bottom
     row: the cosine between consecutive quantized-weight updates. One column per entry."""
-    n = len(grid.entries)
+    n = len(results.entries)
     with _styled():
         fig = Figure(figsize=(_WIDTH, 7.2))
         axes = fig.subplots(2, n, squeeze=False, sharex="col")
         palette = WEIGHT_COLORS
         for e in range(n):
             top, bottom = axes[0, e], axes[1, e]
-            top.set_title(_entry_label(grid, e) + f" ({grid.setting(e)['scheme']})")
+            top.set_title(_entry_label(results, e) + f" ({results.setting(e)['scheme']})")
             bottom.set_xlabel("iteration")
             top.set_ylabel("weight value" if e == 0 else "")
             bottom.set_ylabel("update cosine" if e == 0 else "")
-            run = _first_completed(grid, e)
-            trace = load_trace(grid.runs_dir, run) if run else {}
+            run = _first_completed(results, e)
+            trace = load_trace(results.runs_dir, run) if run else {}
             if "traj_w" not in trace or len(trace.get("iteration", ())) == 0:
-                status = ", ".join(sorted(set(grid.rows(e).status)))
+                status = ", ".join(sorted(set(results.rows(e).status)))
                 _empty(top, f"no trace ({status})")
                 _empty(bottom, f"no trace ({status})")
                 continue
@@ -158,25 +152,25 @@ def build_trajectories(grid: Grid, n_weights: int = 3) -> Figure:
                 bottom.plot(it[: cos.size], smooth, color=COLORS["laq"], lw=1.6,
                             label="moving mean (window: 1/25 of the run)")
                 bottom.axhline(0.0, color="black", lw=0.8)
-        tasks = ", ".join(task_label(t) for t in dict.fromkeys(grid.frame.task))
-        _finish(fig, grid, f"{tasks}; seed {grid.seeds[0]}; a few coordinates of the first "
+        tasks = ", ".join(task_label(t) for t in dict.fromkeys(results.frame.task))
+        _finish(fig, results, f"{tasks}; seed {results.seeds[0]}; a few coordinates of the first "
                 "quantized layer",
                 legend=True)
     return fig
 
 
-def render_trajectories(grid: Grid) -> Rendered:
-    return _save(build_trajectories(grid), grid)
+def render_trajectories(results: Results) -> Rendered:
+    return _save(build_trajectories(results), results)
 
 
 # ---------------------------------------------------------------------------------------------
 # per-epoch curves, mean over seeds with a min-max band
 
 
-def _curves(grid: Grid, metrics: Sequence[str]) -> pd.DataFrame:
+def _curves(results: Results, metrics: Sequence[str]) -> pd.DataFrame:
     """Per-epoch metrics of the completed runs, joined with their entry and seed."""
-    done = grid.frame[grid.frame.status == "completed"][["run_id", "entry", "seed"]]
-    long = load_metrics(grid.runs_dir, done.run_id, metrics)
+    done = results.frame[results.frame.status == "completed"][["run_id", "entry", "seed"]]
+    long = load_metrics(results.runs_dir, done.run_id, metrics)
     return long.merge(done, on="run_id")
 
 
@@ -209,14 +203,14 @@ ZIGZAG_PANELS = (  # metric, panel title, y-axis label (the unit)
 )
 
 
-def build_zigzag_curves(grid: Grid) -> Figure:
+def build_zigzag_curves(results: Results) -> Figure:
     """One panel per zig-zag metric against epoch; a line per method and bit width."""
     names = [m for m, _, _ in ZIGZAG_PANELS]
-    wide = _wide(_curves(grid, [*names, "blaq_active"]))
+    wide = _wide(_curves(results, [*names, "blaq_active"]))
     with _styled():
         fig = Figure(figsize=(_WIDTH, 7.6))
         axes = fig.subplots(2, 2, squeeze=False)
-        active = _active_epochs(grid, wide)
+        active = _active_epochs(results, wide)
         for ax, (metric, title, unit) in zip(axes.flat, ZIGZAG_PANELS, strict=True):
             ax.set_title(title)
             ax.set_xlabel("epoch")
@@ -224,35 +218,35 @@ def build_zigzag_curves(grid: Grid) -> Figure:
             ax.ticklabel_format(axis="y", style="sci", scilimits=(-3, 4))
             _shade_active(ax, active)
             drawn = False
-            for e in range(len(grid.entries)):
+            for e in range(len(results.entries)):
                 sub = wide[wide.entry == e]
                 if sub.empty or metric not in sub or sub[metric].isna().all():
                     continue
-                s = grid.setting(e)
+                s = results.setting(e)
                 _band(ax, sub.dropna(subset=[metric]), "epoch", metric,
                       **_method_style(s["method"]), ls=LINESTYLES.get(s["bits"], "-"),
-                      label=_entry_label(grid, e))
+                      label=_entry_label(results, e))
                 drawn = True
             if not drawn:
                 _empty(ax, "no completed run with this metric")
             ax.xaxis.get_major_locator().set_params(integer=True)
-        tasks = ", ".join(task_label(t) for t in dict.fromkeys(grid.frame.task))
-        _finish(fig, grid, f"{tasks}; mean over seeds, band from the lowest to the highest seed",
+        tasks = ", ".join(task_label(t) for t in dict.fromkeys(results.frame.task))
+        _finish(fig, results, f"{tasks}; mean over seeds, band from the lowest to the highest seed",
                 legend=True)
     return fig
 
 
-def _active_epochs(grid: Grid, wide: pd.DataFrame) -> list[int]:
+def _active_epochs(results: Results, wide: pd.DataFrame) -> list[int]:
     """The epochs in which BLAQ ran its two-stage step (from the runs' ``blaq_active``)."""
     if "blaq_active" not in wide:
         return []
-    blaq = [e for e in range(len(grid.entries)) if grid.setting(e)["method"] == "blaq"]
+    blaq = [e for e in range(len(results.entries)) if results.setting(e)["method"] == "blaq"]
     on = wide[wide.entry.isin(blaq) & (wide.blaq_active > 0.5)]
     return sorted({int(s) for s in on.step})
 
 
-def render_zigzag_curves(grid: Grid) -> Rendered:
-    return _save(build_zigzag_curves(grid), grid)
+def render_zigzag_curves(results: Results) -> Rendered:
+    return _save(build_zigzag_curves(results), results)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -267,42 +261,42 @@ CONVERGENCE_PANELS = (
 )
 
 
-def build_convergence(grid: Grid) -> Figure:
+def build_convergence(results: Results) -> Figure:
     """One row per task: training loss and test error against epoch and against wall time."""
-    wide = _wide(_curves(grid, ["train_loss", "test_acc", "wall_time", "blaq_active"]))
+    wide = _wide(_curves(results, ["train_loss", "test_acc", "wall_time", "blaq_active"]))
     if "test_acc" in wide:
         wide["test_error"] = 100.0 - wide["test_acc"]
-    tasks = list(dict.fromkeys(grid.frame.task))
+    tasks = list(dict.fromkeys(results.frame.task))
     with _styled():
         fig = Figure(figsize=(_WIDTH, 2.55 * len(tasks) + 2.0))
         axes = fig.subplots(len(tasks), 4, squeeze=False)
         for r, task in enumerate(tasks):
-            entries = [e for e in range(len(grid.entries)) if grid.setting(e)["task"] == task]
+            entries = [e for e in range(len(results.entries)) if results.setting(e)["task"] == task]
             rows = wide[wide.entry.isin(entries)]
-            mark = f" {DAGGER}" if _stand_in(grid, task) else ""
+            mark = f" {DAGGER}" if _stand_in(results, task) else ""
             for c, (metric, x, ylabel, xlabel) in enumerate(CONVERGENCE_PANELS):
                 ax = axes[r, c]
                 ax.set_title(f"{task_label(task)}{mark}", fontsize=10)
                 ax.set_xlabel(xlabel)
                 ax.set_ylabel(ylabel)
                 if x == "epoch":
-                    _shade_active(ax, _active_epochs(grid, rows))
+                    _shade_active(ax, _active_epochs(results, rows))
                 drawn = False
                 for e in entries:
                     sub = rows[rows.entry == e]
                     if sub.empty or metric not in sub or x not in sub:
                         continue
-                    s = grid.setting(e)
+                    s = results.setting(e)
                     _band(ax, sub.dropna(subset=[metric, x]), x, metric,
                           **_method_style(s["method"]),
-                          label=_entry_label(grid, e))
+                          label=_entry_label(results, e))
                     drawn = True
                 if not drawn:
                     _empty(ax, "no completed run")
-        _finish(fig, grid, "mean over seeds, band from the lowest to the highest seed; times "
+        _finish(fig, results, "mean over seeds, band from the lowest to the highest seed; times "
                 "measured on a machine shared by the grid's --jobs runs", legend=True)
     return fig
 
 
-def render_convergence(grid: Grid) -> Rendered:
-    return _save(build_convergence(grid), grid)
+def render_convergence(results: Results) -> Rendered:
+    return _save(build_convergence(results), results)

@@ -26,7 +26,7 @@ def in_data(monkeypatch):
 
 
 def _grid(key, tmp_path, runs_dir="store"):
-    return SPECS[key].grid(runs_dir, "smoke", SEEDS, out_root=tmp_path)
+    return SPECS[key].results(runs_dir, "smoke", SEEDS, out_root=tmp_path)
 
 
 def _data_lines(ax):

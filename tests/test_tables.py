@@ -10,25 +10,18 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from benchmark.tables import (
-    Beats,
-    BestSetting,
-    Falls,
-    Grid,
-    cell,
-    fmt_mean_std,
-    render_method_table,
-    render_sensitivity_table,
-    render_zigzag_table,
-    tex_escape,
-)
+from benchmark.cells import cell, fmt_mean_std
+from benchmark.claims import Beats, BestSetting, Falls
+from benchmark.formats import tex_escape
+from benchmark.results import Results
+from benchmark.tables import render_method_table, render_sensitivity_table, render_zigzag_table
 
 SETTING = {"task": "mnist-mlp", "method": "blaq", "bits": 1, "scheme": "lab", "a": 0.6, "m": 5,
            "lr_schedule": "step15x0.1", "epochs": 10}
 
 
-def fake_grid(tmp_path, cells, claims=(), key="table9"):
-    """A Grid over hand-made rows: cells = [(setting overrides, [(status, value), ...]), ...]."""
+def fake_results(tmp_path, cells, claims=(), key="table9"):
+    """A Results over hand-made rows: cells = [(setting overrides, [(status, value), ...]), ...]."""
     rows = []
     for e, (over, runs) in enumerate(cells):
         for seed, (status, value) in enumerate(runs):
@@ -49,11 +42,11 @@ def fake_grid(tmp_path, cells, claims=(), key="table9"):
         frame[col] = frame["zz_osc_freq"]
     spec = SimpleNamespace(key=key, number=9, title="A test table", claims=tuple(claims))
     seeds = tuple(range(max(len(r) for _, r in cells)))
-    return Grid(spec, "quick", seeds, tmp_path / "runs", tmp_path, tuple(range(len(cells))), frame)
+    return Results(spec, "quick", seeds, tmp_path / "runs", tmp_path, tuple(range(len(cells))), frame)
 
 
 def test_mean_and_sample_std_match_a_hand_computation(tmp_path):
-    grid = fake_grid(tmp_path, [({}, [("completed", 91.0), ("completed", 92.0),
+    grid = fake_results(tmp_path, [({}, [("completed", 91.0), ("completed", 92.0),
                                       ("completed", 96.0), ("failed", 0.0)])])
     c = cell(grid.rows(0))
     # mean (91 + 92 + 96) / 3 = 93; sample variance ((-2)^2 + (-1)^2 + 3^2) / (3 - 1) = 7
@@ -64,7 +57,7 @@ def test_mean_and_sample_std_match_a_hand_computation(tmp_path):
 
 
 def test_failed_runs_are_never_averaged_in(tmp_path):
-    grid = fake_grid(tmp_path, [({}, [("completed", 90.0), ("failed", 10.0)])])
+    grid = fake_results(tmp_path, [({}, [("completed", 90.0), ("failed", 10.0)])])
     assert cell(grid.rows(0)).mean == 90.0
 
 
@@ -80,12 +73,12 @@ def test_failed_runs_are_never_averaged_in(tmp_path):
     ],
 )
 def test_cells_say_what_went_wrong(tmp_path, runs, text, n):
-    c = cell(fake_grid(tmp_path, [({}, runs)]).rows(0))
+    c = cell(fake_results(tmp_path, [({}, runs)]).rows(0))
     assert c.text() == text and c.n == n
 
 
 def test_stand_in_cells_carry_a_dagger(tmp_path):
-    grid = fake_grid(tmp_path, [({"stand_in": True}, [("completed", 80.0), ("completed", 81.0)])])
+    grid = fake_results(tmp_path, [({"stand_in": True}, [("completed", 80.0), ("completed", 81.0)])])
     assert cell(grid.rows(0)).text() == "80.50 ± 0.71 †"
 
 
@@ -117,7 +110,7 @@ def test_claims_print_a_small_paired_std_with_its_own_digits(tmp_path):
 
 
 def two_methods(tmp_path, blaq, lab, claims):
-    return fake_grid(tmp_path, [({}, blaq), ({"method": "lab", "a": None, "m": None}, lab)],
+    return fake_results(tmp_path, [({}, blaq), ({"method": "lab", "a": None, "m": None}, lab)],
                      claims=claims)
 
 
@@ -141,13 +134,13 @@ def test_published_numbers_name_their_sources_and_a_gap_across_papers_is_not_the
                          "with different setups: not a gap either paper reports).")
     assert "the paper's gap" not in text
     # BLAQ's SVHN headline and the full-precision number printed beside it: one paper
-    fp = fake_grid(tmp_path, [({"task": "svhn-net"}, [("completed", 92.0)]),
+    fp = fake_results(tmp_path, [({"task": "svhn-net"}, [("completed", 92.0)]),
                               ({"task": "svhn-net", "method": "fp", "bits": 32, "scheme": None,
                                 "a": None, "m": None}, [("completed", 93.0)])])
     claim = Beats("BLAQ beats full precision", {"method": "blaq"}, {"method": "fp"})
     assert claim(fp).endswith("Published: 98.13 [BLAQ] vs 97.73 [BLAQ], the paper's gap +0.40.")
     # the headline (a=0.6, m=5) against the appendix's a=0.3, m=5: the same paper
-    grid = fake_grid(tmp_path, [({}, [("completed", 92.0)]), ({"a": 0.3}, [("completed", 91.0)])])
+    grid = fake_results(tmp_path, [({}, [("completed", 92.0)]), ({"a": 0.3}, [("completed", 91.0)])])
     claim = Beats("a=0.6 beats a=0.3", {"a": 0.6}, {"a": 0.3})
     assert claim(grid).endswith(
         "Published: 99.11 [BLAQ] vs 99.057 [BLAQ-app], the paper's gap +0.05.")
@@ -161,7 +154,7 @@ def test_claims_on_stand_in_data_say_so(tmp_path, stand_in_side):
     blaq = ({"stand_in": stand_in_side == "better"}, [("completed", 90.0), ("completed", 90.5)])
     lab = ({"method": "lab", "a": None, "m": None, "stand_in": stand_in_side == "worse"},
            [("completed", 91.0), ("completed", 91.0)])
-    grid = fake_grid(tmp_path, [blaq, lab])
+    grid = fake_results(tmp_path, [blaq, lab])
     text = BEATS(grid)
     assert "no, it trails by 0.75 ± 0.35 points (paired over 2 seeds). " + STAND_IN_NOTE in text
     assert text.index(STAND_IN_NOTE) < text.index("Published:")
@@ -169,7 +162,7 @@ def test_claims_on_stand_in_data_say_so(tmp_path, stand_in_side):
     osc = Beats("BLAQ oscillates less", {"method": "blaq"}, {"method": "lab"},
                 metric="zz_osc_freq", higher_is_better=False, unit="events")
     assert STAND_IN_NOTE in osc(grid)
-    grid = fake_grid(tmp_path, [blaq, lab], claims=[BEATS])
+    grid = fake_results(tmp_path, [blaq, lab], claims=[BEATS])
     claim_line = next(ln for ln in render_method_table(grid).text.splitlines()
                       if ln.startswith("**Claim."))
     assert STAND_IN_NOTE in claim_line
@@ -186,11 +179,11 @@ def test_stand_in_runs_that_were_not_compared_do_not_mark_the_claim(tmp_path):
 def test_falls_and_best_setting_on_stand_in_data_say_so(tmp_path):
     cells = [({"method": "laq", "bits": b, "stand_in": b == 2}, [("completed", v)])
              for b, v in ((1, 9.0), (2, 5.0))]
-    text = Falls("falls", {"method": "laq"}, "zz_osc_freq")(fake_grid(tmp_path, cells))
+    text = Falls("falls", {"method": "laq"}, "zz_osc_freq")(fake_results(tmp_path, cells))
     assert text == f"falls: yes (1 bit: 0.00900, 2 bits: 0.00500). {STAND_IN_NOTE}"
     real = [({"task": "mnist-mlp", "a": 0.6, "m": 5}, [("completed", 91.0)])]
     fake = [({"task": "svhn-net", "a": 0.6, "m": 5, "stand_in": True}, [("completed", 90.0)])]
-    text = BestSetting("measured")(fake_grid(tmp_path, real + fake))
+    text = BestSetting("measured")(fake_results(tmp_path, real + fake))
     # only the task whose runs used a stand-in carries the disclaimer
     assert text == ("measured: MNIST MLP, 1 bit: best a=0.6, m=5 (agrees with the paper); "
                     "SVHN net, 1 bit († stand-in data: this says nothing about the paper's "
@@ -224,16 +217,16 @@ def test_falls_needs_a_strictly_falling_series(tmp_path):
     cells = [({"method": "laq", "bits": b}, [("completed", v)]) for b, v in ((1, 9.0), (2, 5.0),
                                                                            (3, 6.0), (4, 2.0))]
     falls = Falls("falls", {"method": "laq"}, "zz_osc_freq")
-    assert falls(fake_grid(tmp_path, cells)).startswith(
+    assert falls(fake_results(tmp_path, cells)).startswith(
         "falls: no, not monotonically, though lower at the end")
     cells[2] = ({"method": "laq", "bits": 3}, [("completed", 4.0)])
-    assert falls(fake_grid(tmp_path, cells)).startswith("falls: yes (1 bit: 0.00900, 2 bits: 0.00500")
+    assert falls(fake_results(tmp_path, cells)).startswith("falls: yes (1 bit: 0.00900, 2 bits: 0.00500")
 
 
 def test_best_setting_ranks_the_papers_best(tmp_path):
     cells = [({"a": a, "m": 5}, [("completed", v)]) for a, v in ((0.9, 90.0), (0.6, 89.0),
                                                                   (0.3, 91.0))]
-    text = BestSetting("measured")(fake_grid(tmp_path, cells))
+    text = BestSetting("measured")(fake_results(tmp_path, cells))
     # the appendix (MLP, m=5) ranks a=0.6 first; here it comes last of three, 2 points down
     assert text == ("measured: MNIST MLP, 1 bit: best a=0.3, m=5 (the paper's best a=0.6, m=5 "
                     "ranks 3 of 3 here, 2.00 points lower).")
@@ -244,18 +237,18 @@ def test_best_setting_ranks_ties_as_ties(tmp_path):
     cells = [({"a": a, "m": 5}, [("completed", v)]) for a, v in ((0.9, 97.0),
                                                                   (0.3, 96.80000000000001),
                                                                   (0.6, 96.8))]
-    assert BestSetting("measured")(fake_grid(tmp_path, cells)) == (
+    assert BestSetting("measured")(fake_results(tmp_path, cells)) == (
         "measured: MNIST MLP, 1 bit: best a=0.9, m=5 (the paper's best a=0.6, m=5 ranks 2 of 3 "
         "here, tied with 1 other, 0.20 points lower).")
 
 
 def test_best_setting_says_when_settings_tie(tmp_path):
     cells = [({"a": a, "m": 5}, [("completed", v)]) for a, v in ((0.6, 91.0), (0.3, 91.0))]
-    assert BestSetting("measured")(fake_grid(tmp_path, cells)) == (
+    assert BestSetting("measured")(fake_results(tmp_path, cells)) == (
         "measured: MNIST MLP, 1 bit: best a=0.6, m=5 and a=0.3, m=5 (tied) (the paper's best is "
         "among them).")
     cells = [({"a": 0.6, "m": 5}, [("failed", 0)]), ({"a": 0.3, "m": 5}, [("completed", 91.0)])]
-    assert BestSetting("measured")(fake_grid(tmp_path, cells)).endswith(
+    assert BestSetting("measured")(fake_results(tmp_path, cells)).endswith(
         "best a=0.3, m=5 (the paper's best a=0.6, m=5 has no completed run here).")
 
 
@@ -285,7 +278,7 @@ def test_rendered_table_has_claims_cells_paper_and_footer(tmp_path):
 
 def test_other_profiles_write_below_their_own_folder(tmp_path):
     grid = two_methods(tmp_path, [("completed", 92.0)], [("completed", 91.0)], [])
-    paper = Grid(grid.spec, "paper", grid.seeds, grid.runs_dir, tmp_path, grid.entries, grid.frame)
+    paper = Results(grid.spec, "paper", grid.seeds, grid.runs_dir, tmp_path, grid.entries, grid.frame)
     assert render_method_table(paper).paths[0] == tmp_path / "tables" / "paper" / "table9.md"
 
 
@@ -327,12 +320,12 @@ def test_tex_escape():
 def test_sensitivity_and_zigzag_layouts(tmp_path):
     cells = [({"a": a, "m": 10}, [("completed", 90.0 + a), ("completed", 91.0)])
              for a in (0.9, 0.5)]
-    md = render_sensitivity_table(fake_grid(tmp_path, cells)).text
+    md = render_sensitivity_table(fake_results(tmp_path, cells)).text
     assert "| Bits | m  | a   |" in md
     assert re.search(r"\| 1 +\| 10 \| 0\.5 \| +90\.75 ± 0\.35 \| 2 \| 99\.107 \[BLAQ-app\] \| +-8\.36 \|", md)
     zz = [({"method": "laq", "a": None, "m": None, "bits": 1, "stand_in": True},
            [("completed", 4.0), ("completed", 6.0)])]
-    md = render_zigzag_table(fake_grid(tmp_path, zz, key="table8")).text
+    md = render_zigzag_table(fake_results(tmp_path, zz, key="table8")).text
     row = next(ln for ln in md.splitlines() if ln.startswith("| LAQ"))
     assert re.sub(r"\s+", " ", row).startswith("| LAQ † | 1 | lab |")
     assert "0.00500 ± 0.00141" in row  # oscillation frequency: values / 1000
