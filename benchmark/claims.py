@@ -1,7 +1,9 @@
-"""Claims: the sentence at the top of a table saying whether the paper's claim reproduced.
+"""Claims: the sentence at the top of a table (or figure) saying whether the paper's claim held.
 
 A claim is a callable ``Results -> str``; the spec lists its claims and the table writer puts
-their sentences above the table.
+their sentences above the table. Every claim compares paired runs (same task, setting and seed)
+and reads as one verdict of ``benchmark.stats``: holds, contradicted (and why), inconclusive
+(with the seeds it would need and the command that runs them), or, on stand-in data, no verdict.
 """
 
 from __future__ import annotations
@@ -12,16 +14,22 @@ from typing import Any
 
 import numpy as np
 
-from benchmark.cells import any_stand_in, cell, decimals_for, fmt_mean_std, tied
+from benchmark.cells import any_stand_in, cell, decimals_for, tied
 from benchmark.labels import STAND_IN_LABEL, STAND_IN_NOTE, bits_label, group_label, task_label
 from benchmark.paper import Reference, lookup, same_paper
 from benchmark.results import Results
+from benchmark.stats import Verdict, describe, judge
+
+PROG = "python reproduce.py"
 
 
-def _paired(results: Results, a: int, b: int, metric: str) -> tuple[np.ndarray, bool]:
-    """Per-seed differences a - b over the seeds where both runs completed, and whether any of
-    the runs compared used stand-in data."""
-    done = results.frame[(results.frame.status == "completed") & results.frame[metric].notna()]
+def paired(results: Results, a: int, b: int, metric: str) -> tuple[np.ndarray, bool]:
+    """Per-seed differences a - b over the seeds where both runs completed with a value of
+    ``metric``, and whether any of the runs compared used stand-in data."""
+    frame = results.frame
+    if metric not in frame:
+        return np.array([]), False
+    done = frame[(frame.status == "completed") & frame[metric].notna()]
     ra = done[done.entry == a].set_index("seed")
     rb = done[done.entry == b].set_index("seed")
     common = sorted(set(ra.index) & set(rb.index))
@@ -30,9 +38,24 @@ def _paired(results: Results, a: int, b: int, metric: str) -> tuple[np.ndarray, 
     return diff, stand_in
 
 
+def command(results: Results) -> str:
+    """The command that reruns this table or figure with more seeds (``{seeds}`` to fill in)."""
+    spec = results.spec
+    kind = getattr(spec, "kind", "table")
+    profile = "" if results.profile == "quick" else f" --profile {results.profile}"
+    return f"{PROG} --{kind} {spec.number}{profile} --seeds {{seeds}}"
+
+
 def paper_reference(results: Results, entry: int) -> Reference | None:
     s = results.setting(entry)
     return lookup(s["task"], s["method"], s["bits"], s["scheme"], s["a"], s["m"])
+
+
+def paper_gap(better: Reference | None, worse: Reference | None) -> float | None:
+    """The paper's own gap better - worse: only where one paper gives both numbers."""
+    if better is None or worse is None or not same_paper(better.source, worse.source):
+        return None
+    return round(better.value - worse.value, 6)
 
 
 def _published(better: Reference, worse: Reference) -> str:
@@ -51,7 +74,8 @@ class Beats:
     """The claim "``better`` beats ``worse``" on one result column, judged on paired seeds.
 
     ``better``/``worse`` select one entry each by its resolved setting, e.g.
-    ``{"task": "cifar10-vgg", "method": "blaq", "bits": 1}``.
+    ``{"task": "cifar10-vgg", "method": "blaq", "bits": 1}``. On accuracy, the paper's gap is
+    the difference of the two published numbers where one paper gives both.
     """
 
     claim: str
@@ -61,34 +85,35 @@ class Beats:
     higher_is_better: bool = True
     unit: str = "points"
 
+    def _entries(self, results: Results) -> tuple[int, int] | None:
+        win, lose = results.select(**self.better), results.select(**self.worse)
+        return (win[0], lose[0]) if len(win) == 1 and len(lose) == 1 else None
+
+    def verdict(self, results: Results) -> Verdict | None:
+        """The verdict (None where the results do not hold both settings)."""
+        pair = self._entries(results)
+        if pair is None:
+            return None
+        diff, stand_in = paired(results, *pair, self.metric)
+        if not self.higher_is_better:
+            diff = -diff
+        gap = None
+        if self.metric == "test_acc":
+            gap = paper_gap(paper_reference(results, pair[0]), paper_reference(results, pair[1]))
+        return judge(diff, gap, stand_in)
+
     def __call__(self, results: Results) -> str:
         task = self.better.get("task")
         head = f"On {task_label(task)}, {self.claim}:" if task else f"{self.claim}:"
-        win, lose = results.select(**self.better), results.select(**self.worse)
-        if len(win) != 1 or len(lose) != 1:
+        v = self.verdict(results)
+        if v is None:
             return f"{head} cannot tell: the {results.profile} grid does not hold both settings."
-        diff, stand_in = _paired(results, win[0], lose[0], self.metric)
-        if not self.higher_is_better:
-            diff = -diff
-        if diff.size == 0:
-            return f"{head} cannot tell: no seed completed for both."
-        mean = float(diff.mean())
-        unit = f" {self.unit}" if self.unit else ""
         d = 2 if self.metric == "test_acc" else None
-        if diff.size >= 2:
-            std = float(diff.std(ddof=1))
-            by = f"{fmt_mean_std(abs(mean), std, d)}{unit} (paired over {diff.size} seeds)"
-            noise = " — within the seed spread" if abs(mean) <= std else ""
-        else:
-            by = f"{fmt_mean_std(abs(mean), None, d)}{unit} (1 seed, no spread)"
-            noise = ""
-        verdict = "no, a tie at" if tied(mean, 0) else "yes, by" if mean > 0 else \
-            "no, it trails by"
-        text = f"{head} {verdict} {by}{noise}."
-        if stand_in:
+        text = f"{head} {describe(v, self.unit, d, command(results))}."
+        if v.verdict == "stand-in":
             text += f" {STAND_IN_NOTE}"
-        if self.metric == "test_acc":
-            pw, pl = paper_reference(results, win[0]), paper_reference(results, lose[0])
+        if self.metric == "test_acc" and v.n:
+            pw, pl = (paper_reference(results, e) for e in self._entries(results))
             if pw is not None and pl is not None:
                 text += f" {_published(pw, pl)}"
         return text
@@ -96,7 +121,9 @@ class Beats:
 
 @dataclass(frozen=True)
 class Falls:
-    """The claim "``metric`` falls as ``along`` grows" among the entries selected by ``where``."""
+    """The claim "``metric`` falls as ``along`` grows" among the entries selected by ``where``:
+    judged on the paired differences (by seed) of the smallest against the largest value of
+    ``along``; the means of every step are printed for information."""
 
     claim: str
     where: Mapping[str, Any]
@@ -107,28 +134,31 @@ class Falls:
         points = []
         for e in results.select(**self.where):
             c = cell(results.rows(e), self.metric)
-            points.append((results.setting(e)[self.along], c.mean, c.stand_in))
+            if c.mean is not None:
+                points.append((results.setting(e)[self.along], c.mean, e))
         points.sort(key=lambda p: p[0])
-        known = [(x, y) for x, y, _ in points if y is not None]
-        stand_in = "" if not any(s for _, y, s in points if y is not None) else \
-            f" {STAND_IN_NOTE}"
         head = f"{self.claim}:"
-        if len(known) < 2:
+        if len(points) < 2:
             return f"{head} cannot tell: fewer than two settings have completed runs."
-        ys = [y for _, y in known]
-        falls = all(b < a for a, b in zip(ys, ys[1:], strict=False))
-        series = ", ".join(f"{bits_label(x) if self.along == 'bits' else x}: "
-                           f"{y:.{decimals_for(y)}f}" for x, y in known)
-        if falls:
-            return f"{head} yes ({series}).{stand_in}"
-        overall = "though lower at the end than at the start" if ys[-1] < ys[0] else \
-            "not lower at the end than at the start"
-        return f"{head} no, not monotonically, {overall} ({series}).{stand_in}"
+        ys = [y for _, y, _ in points]
+        diff, stand_in = paired(results, points[0][2], points[-1][2], self.metric)
+        v = judge(diff, None, stand_in)
+        show = (lambda x: bits_label(x)) if self.along == "bits" else str
+        ends = f"{show(points[0][0])} against {show(points[-1][0])}, paired by seed"
+        shape = "falling at every step" if all(b < a for a, b in zip(ys, ys[1:], strict=False)) \
+            else "not falling at every step"
+        series = ", ".join(f"{show(x)}: {y:.{decimals_for(y)}f}" for x, y, _ in points)
+        text = (f"{head} {describe(v, '', None, command(results))} ({ends}; the means, "
+                f"{shape}: {series}).")
+        return text + (f" {STAND_IN_NOTE}" if v.verdict == "stand-in" else "")
 
 
 @dataclass(frozen=True)
 class BestSetting:
-    """Where the measured best (a, m) of each task lies, against the paper's best on the same results."""
+    """Is the paper's best (a, m) of each task and bit width the measured best? Judged on the
+    paired differences (by seed) of the paper's best against the measured best, or, where they
+    are one setting, against the runner-up; the paper's gap is the appendix's difference of the
+    two. The measured best is chosen from the same runs, so its lead is optimistic."""
 
     claim: str
     group: tuple[str, ...] = ("task", "bits")
@@ -139,48 +169,60 @@ class BestSetting:
         parts = []
         for key, sub in first.groupby(list(self.group), sort=False):
             label = group_label(dict(zip(self.group, key if isinstance(key, tuple) else (key,),
-                                          strict=True)))
-            means: dict[tuple[Any, ...], float] = {}
-            published = []
-            stand_in = False
-            for e in sub.entry:
-                setting = tuple(results.setting(e)[k] for k in self.over)
-                c = cell(results.rows(e))
-                if c.mean is not None:
-                    means[setting] = c.mean
-                    stand_in |= c.stand_in
-                ref = paper_reference(results, e)
-                if ref is not None:
-                    published.append((ref.value, setting))
-            if not means:
-                parts.append(f"{label}: no completed runs")
-                continue
-            if stand_in:
-                label += f" ({STAND_IN_LABEL})"
-            top = max(means.values())
-            leaders = [st for st, v in means.items() if tied(v, top)]
-            text = f"{label}: best " + " and ".join(_fmt_setting(self.over, st) for st in leaders)
-            text += " (tied)" if len(leaders) > 1 else ""
-            if published:
-                paper_best = max(published)[1]
-                shown = _fmt_setting(self.over, paper_best)
-                if paper_best in leaders:
-                    text += " (the paper's best is among them)" if len(leaders) > 1 else \
-                        " (agrees with the paper)"
-                elif paper_best in means:
-                    mine = means[paper_best]
-                    rank = 1 + sum(v > mine and not tied(v, mine) for v in means.values())
-                    ties = sum(tied(v, mine) for v in means.values()) - 1
-                    tie_note = f", tied with {ties} other{'s' if ties > 1 else ''}" if ties else ""
-                    text += (f" (the paper's best {shown} ranks {rank} of {len(means)} here"
-                             f"{tie_note}, {top - mine:.2f} points lower)")
-                else:
-                    text += f" (the paper's best {shown} has no completed run here)"
-            parts.append(text)
+                                         strict=True)))
+            parts.append(self._group(results, label, list(sub.entry)))
         return f"{self.claim}: " + "; ".join(parts) + "."
+
+    def _group(self, results: Results, label: str, entries: Sequence[int]) -> str:
+        means: dict[tuple[Any, ...], float] = {}
+        entry_of: dict[tuple[Any, ...], int] = {}
+        published = []
+        for e in entries:
+            setting = tuple(results.setting(e)[k] for k in self.over)
+            entry_of[setting] = e
+            c = cell(results.rows(e))
+            if c.mean is not None:
+                means[setting] = c.mean
+            ref = paper_reference(results, e)
+            if ref is not None:
+                published.append((ref.value, setting))
+        if not means:
+            return f"{label}: no completed runs"
+        top = max(means.values())
+        leaders = [st for st, v in means.items() if tied(v, top)]
+        best = " and ".join(_fmt_setting(self.over, st) for st in leaders)
+        best += " (tied)" if len(leaders) > 1 else ""
+        if not published:
+            return f"{label}: measured best {best} (no paper number to compare)"
+        paper_best = max(published)[1]
+        shown = _fmt_setting(self.over, paper_best)
+        if paper_best not in means:
+            return f"{label}: measured best {best}; the paper's best {shown} has no completed run"
+        if paper_best in leaders:
+            others = {st: v for st, v in means.items() if st != paper_best}
+            if not others:
+                return f"{label}: only the paper's best {shown} has completed runs"
+            rival = max(others, key=lambda st: others[st])
+            lead = f"the measured best is the paper's best {shown}; against the runner-up " \
+                   f"{_fmt_setting(self.over, rival)}"
+        else:
+            rival = leaders[0]
+            rank = 1 + sum(v > means[paper_best] and not tied(v, means[paper_best])
+                           for v in means.values())
+            lead = (f"measured best {best}; the paper's best {shown} (rank {rank} of "
+                    f"{len(means)}) against it")
+        diff, stand_in = paired(results, entry_of[paper_best], entry_of[rival], "test_acc")
+        gap = paper_gap(paper_reference(results, entry_of[paper_best]),
+                        paper_reference(results, entry_of[rival]))
+        v = judge(diff, gap, stand_in)
+        text = f"{lead}: {describe(v, 'points', 2, command(results))}"
+        if v.verdict == "inconclusive" and paper_best not in leaders:
+            text += " (the paper's best lies within the interval of the measured best)"
+        if v.verdict == "stand-in":
+            label += f" ({STAND_IN_LABEL})"
+        return f"{label}: {text}"
 
 
 def _fmt_setting(names: Sequence[str], values: Sequence[Any]) -> str:
     return ", ".join(f"{n}={v:g}" if isinstance(v, float) else f"{n}={v}"
                      for n, v in zip(names, values, strict=True))
-

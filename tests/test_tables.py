@@ -99,31 +99,77 @@ def test_a_nonzero_std_never_prints_as_zero():
     assert fmt_mean_std(91.25, 1e-14, 2) == "91.25 ± 0.00"
 
 
-def test_claims_print_a_small_paired_std_with_its_own_digits(tmp_path):
-    # oscillation frequencies (values / 1000): differences 0.0000020 and 0.0000024
-    grid = two_methods(tmp_path, [("completed", 1.0), ("completed", 1.0)],
-                       [("completed", 0.998), ("completed", 0.9976)], [])
-    claim = Beats("BLAQ oscillates less", {"method": "blaq"}, {"method": "lab"},
-                  metric="zz_osc_freq", higher_is_better=False, unit="events")
-    assert claim(grid).startswith(
-        "BLAQ oscillates less: no, it trails by 0.000002 ± 0.00000028 events (paired over 2")
-
-
 def two_methods(tmp_path, blaq, lab, claims):
     return fake_results(tmp_path, [({}, blaq), ({"method": "lab", "a": None, "m": None}, lab)],
-                     claims=claims)
+                        claims=claims)
 
 
 BEATS = Beats("BLAQ beats LAB", {"method": "blaq"}, {"method": "lab"})
+STAND_IN_NOTE = "† Stand-in data: this says nothing about the paper's claim."
+RUN_MORE = "`python reproduce.py --table 9 --seeds {}`"
 
 
-def test_beats_pairs_seeds_and_reports_the_spread(tmp_path):
-    grid = two_methods(tmp_path, [("completed", 92.0), ("completed", 93.0), ("completed", 95.0)],
-                       [("completed", 91.0), ("failed", 0), ("completed", 93.0)], [BEATS])
-    # paired seeds 0 and 2: differences 1 and 2 -> 1.50 +- 0.71
-    text = BEATS(grid)
-    assert text.startswith("BLAQ beats LAB: yes, by 1.50 ± 0.71 points (paired over 2 seeds).")
-    assert "Stand-in" not in text  # real data: no disclaimer
+def test_beats_pairs_seeds_and_gives_the_t_interval(tmp_path):
+    from scipy import stats
+
+    blaq = [92.0, 93.0, 95.0, 94.0]
+    lab = [91.0, 0, 93.0, 92.5]
+    grid = two_methods(tmp_path, [("completed", v) for v in blaq],
+                       [("completed", 91.0), ("failed", 0), ("completed", 93.0),
+                        ("completed", 92.5)], [BEATS])
+    # seed 1 failed on one side: seeds 0, 2, 3 pair up, differences 1, 2, 1.5
+    v = BEATS.verdict(grid)
+    ci = stats.ttest_rel([92.0, 95.0, 94.0], [91.0, 93.0, 92.5]).confidence_interval()
+    assert v.n == 3 and v.mean == pytest.approx(1.5)
+    assert (v.lo, v.hi) == pytest.approx((ci.low, ci.high))
+    assert v.verdict == "holds"
+    assert BEATS(grid).startswith(
+        f"BLAQ beats LAB: holds: +1.50 points, 95% CI [+{ci.low:.2f}, +{ci.high:.2f}] (Student t "
+        "over 3 paired seeds). Published:")
+    assert "Stand-in" not in BEATS(grid) and lab  # real data: no disclaimer
+
+
+def test_beats_says_which_way_it_is_contradicted_or_what_would_resolve_it(tmp_path):
+    trails = two_methods(tmp_path, [("completed", 90.0), ("completed", 90.1), ("completed", 90.0)],
+                         [("completed", 91.0), ("completed", 92.0), ("completed", 91.5)], [])
+    assert BEATS(trails).startswith("BLAQ beats LAB: contradicted (the interval lies on the wrong "
+                                    "side of zero): -1.47 points")
+    noisy = two_methods(tmp_path, [("completed", 93.0), ("completed", 90.0), ("completed", 92.0)],
+                        [("completed", 91.0), ("completed", 91.0), ("completed", 91.0)], [])
+    v = BEATS.verdict(noisy)
+    assert v.verdict == "inconclusive" and v.seeds_needed > 3
+    # no paper gap here (BLAQ's and LAB's numbers come from two papers): the measured one
+    assert "seeds would resolve the measured difference of +0.67 points" in BEATS(noisy)
+    assert RUN_MORE.format(v.seeds_needed) in BEATS(noisy)
+    none = two_methods(tmp_path, [("completed", 93.0), ("failed", 0)],
+                       [("failed", 0), ("completed", 91.0)], [])
+    assert BEATS(none) == "BLAQ beats LAB: cannot tell: no seed completed for both."
+    absent = Beats("BLAQ beats TWN", {"method": "blaq"}, {"method": "twn"})
+    assert "cannot tell: the quick grid does not hold both" in absent(none)
+
+
+def test_one_seed_and_float_ties(tmp_path):
+    one = two_methods(tmp_path, [("completed", 92.0)], [("completed", 91.0)], [])
+    assert BEATS(one).startswith("BLAQ beats LAB: inconclusive: +1.00 points on 1 seed, and one "
+                                 "seed gives no interval; an interval needs at least 2 seeds "
+                                 f"({RUN_MORE.format(3)})")
+    ties = two_methods(tmp_path, [("completed", 0.1 + 0.2), ("completed", 0.5)],
+                       [("completed", 0.3), ("completed", 0.5)], [])
+    assert "0.00 points, 95% CI [0.00, 0.00]" in BEATS(ties)
+    assert "every paired difference is zero" in BEATS(ties)
+
+
+def test_a_gap_the_paper_reports_is_tested(tmp_path):
+    # BLAQ's SVHN headline 98.13 and the full-precision 97.73 beside it: the paper's gap +0.40
+    cells = [({"task": "svhn-net"}, [("completed", 92.0), ("completed", 92.1),
+                                     ("completed", 91.9)]),
+             ({"task": "svhn-net", "method": "fp", "bits": 32, "scheme": None, "a": None,
+               "m": None}, [("completed", 92.0), ("completed", 92.0), ("completed", 92.0)])]
+    claim = Beats("BLAQ beats full precision", {"method": "blaq"}, {"method": "fp"})
+    text = claim(fake_results(tmp_path, cells))
+    assert claim.verdict(fake_results(tmp_path, cells)).paper_gap == pytest.approx(0.40)
+    assert "contradicted (the interval excludes the paper's gap of +0.40 points)" in text
+    assert text.endswith("Published: 98.13 [BLAQ] vs 97.73 [BLAQ], the paper's gap +0.40.")
 
 
 def test_published_numbers_name_their_sources_and_a_gap_across_papers_is_not_the_papers(tmp_path):
@@ -133,35 +179,31 @@ def test_published_numbers_name_their_sources_and_a_gap_across_papers_is_not_the
     assert text.endswith("Published: 99.11 [BLAQ] vs 98.83 [LAB] (+0.28, from different papers "
                          "with different setups: not a gap either paper reports).")
     assert "the paper's gap" not in text
-    # BLAQ's SVHN headline and the full-precision number printed beside it: one paper
-    fp = fake_results(tmp_path, [({"task": "svhn-net"}, [("completed", 92.0)]),
-                              ({"task": "svhn-net", "method": "fp", "bits": 32, "scheme": None,
-                                "a": None, "m": None}, [("completed", 93.0)])])
-    claim = Beats("BLAQ beats full precision", {"method": "blaq"}, {"method": "fp"})
-    assert claim(fp).endswith("Published: 98.13 [BLAQ] vs 97.73 [BLAQ], the paper's gap +0.40.")
+    assert BEATS.verdict(grid).paper_gap is None
     # the headline (a=0.6, m=5) against the appendix's a=0.3, m=5: the same paper
-    grid = fake_results(tmp_path, [({}, [("completed", 92.0)]), ({"a": 0.3}, [("completed", 91.0)])])
+    grid = fake_results(tmp_path, [({}, [("completed", 92.0)]),
+                                   ({"a": 0.3}, [("completed", 91.0)])])
     claim = Beats("a=0.6 beats a=0.3", {"a": 0.6}, {"a": 0.3})
     assert claim(grid).endswith(
         "Published: 99.11 [BLAQ] vs 99.057 [BLAQ-app], the paper's gap +0.05.")
-
-
-STAND_IN_NOTE = "† Stand-in data: this says nothing about the paper's claim."
+    assert claim.verdict(grid).paper_gap == pytest.approx(0.053)
 
 
 @pytest.mark.parametrize("stand_in_side", ["better", "worse"])
-def test_claims_on_stand_in_data_say_so(tmp_path, stand_in_side):
+def test_claims_on_stand_in_data_have_no_verdict(tmp_path, stand_in_side):
     blaq = ({"stand_in": stand_in_side == "better"}, [("completed", 90.0), ("completed", 90.5)])
     lab = ({"method": "lab", "a": None, "m": None, "stand_in": stand_in_side == "worse"},
            [("completed", 91.0), ("completed", 91.0)])
     grid = fake_results(tmp_path, [blaq, lab])
     text = BEATS(grid)
-    assert "no, it trails by 0.75 ± 0.35 points (paired over 2 seeds). " + STAND_IN_NOTE in text
+    assert ("BLAQ beats LAB: stand-in: no verdict (the difference, for information only: "
+            "-0.75 ± 0.35 points, mean ± sd over 2 paired seeds). " + STAND_IN_NOTE) in text
+    for word in ("holds", "contradicted", "inconclusive"):
+        assert word not in text
     assert text.index(STAND_IN_NOTE) < text.index("Published:")
-    # the zig-zag claims too, and the rendered table's claim line
     osc = Beats("BLAQ oscillates less", {"method": "blaq"}, {"method": "lab"},
                 metric="zz_osc_freq", higher_is_better=False, unit="events")
-    assert STAND_IN_NOTE in osc(grid)
+    assert "stand-in: no verdict" in osc(grid) and STAND_IN_NOTE in osc(grid)
     grid = fake_results(tmp_path, [blaq, lab], claims=[BEATS])
     claim_line = next(ln for ln in render_method_table(grid).text.splitlines()
                       if ln.startswith("**Claim."))
@@ -169,87 +211,88 @@ def test_claims_on_stand_in_data_say_so(tmp_path, stand_in_side):
 
 
 def test_stand_in_runs_that_were_not_compared_do_not_mark_the_claim(tmp_path):
-    # nothing completed for both: nothing compared, so "cannot tell" and no disclaimer
     grid = two_methods(tmp_path, [("completed", 93.0), ("failed", 0)],
                        [("failed", 0), ("completed", 91.0)], [])
     grid.frame["stand_in"] = True
     assert BEATS(grid) == "BLAQ beats LAB: cannot tell: no seed completed for both."
 
 
+def test_lower_is_better_claims_flip_the_sign(tmp_path):
+    grid = two_methods(tmp_path, [("completed", 1.0), ("completed", 2.0), ("completed", 1.5)],
+                       [("completed", 3.0), ("completed", 4.1), ("completed", 3.4)], [])
+    claim = Beats("BLAQ oscillates less", {"method": "blaq"}, {"method": "lab"},
+                  metric="zz_osc_freq", higher_is_better=False, unit="events")
+    # frequencies are values / 1000: LAB - BLAQ = 0.0020, 0.0021, 0.0019
+    assert claim(grid).startswith("BLAQ oscillates less: holds: +0.00200 events, 95% CI "
+                                  "[+0.00175, +0.00225]")
+
+
+def test_falls_judges_the_fewest_against_the_most_bits(tmp_path):
+    def series(values):
+        return [({"method": "laq", "bits": b}, [("completed", v + k * 0.1) for k in range(3)])
+                for b, v in zip((1, 2, 3, 4), values, strict=True)]
+
+    falls = Falls("falls", {"method": "laq"}, "zz_osc_freq")
+    text = falls(fake_results(tmp_path, series((9.0, 5.0, 6.0, 2.0))))
+    # paired by seed, 1 bit minus 4 bits: 0.007 on every seed (zero spread): holds
+    assert text.startswith("falls: holds: +0.00700, 95% CI [+0.00700, +0.00700] (Student t over "
+                           "3 paired seeds) (1 bit against 4 bits, paired by seed; the means, "
+                           "not falling at every step: 1 bit: 0.00910, 2 bits: 0.00510")
+    text = falls(fake_results(tmp_path, series((2.0, 5.0, 6.0, 9.0))))
+    assert text.startswith("falls: contradicted (the interval lies on the wrong side of zero)")
+    assert "falling at every step" in falls(fake_results(tmp_path, series((9.0, 6.0, 5.0, 2.0))))
+    one = [({"method": "laq", "bits": 1}, [("completed", 1.0)])]
+    assert falls(fake_results(tmp_path, one)).endswith("fewer than two settings have completed runs.")
+
+
 def test_falls_and_best_setting_on_stand_in_data_say_so(tmp_path):
     cells = [({"method": "laq", "bits": b, "stand_in": b == 2}, [("completed", v)])
              for b, v in ((1, 9.0), (2, 5.0))]
     text = Falls("falls", {"method": "laq"}, "zz_osc_freq")(fake_results(tmp_path, cells))
-    assert text == f"falls: yes (1 bit: 0.00900, 2 bits: 0.00500). {STAND_IN_NOTE}"
-    real = [({"task": "mnist-mlp", "a": 0.6, "m": 5}, [("completed", 91.0)])]
-    fake = [({"task": "svhn-net", "a": 0.6, "m": 5, "stand_in": True}, [("completed", 90.0)])]
+    assert text.startswith("falls: stand-in: no verdict") and text.endswith(STAND_IN_NOTE)
+    real = [({"task": "mnist-mlp", "a": a, "m": 5}, [("completed", 91.0 + a)]) for a in (0.6, 0.3)]
+    fake = [({"task": "svhn-net", "a": a, "m": 5, "stand_in": True}, [("completed", 90.0 + a)])
+            for a in (0.6, 0.3)]
     text = BestSetting("measured")(fake_results(tmp_path, real + fake))
-    # only the task whose runs used a stand-in carries the disclaimer
-    assert text == ("measured: MNIST MLP, 1 bit: best a=0.6, m=5 (agrees with the paper); "
-                    "SVHN net, 1 bit († stand-in data: this says nothing about the paper's "
-                    "claim): best a=0.6, m=5 (agrees with the paper).")
+    mlp, svhn = text.split("; SVHN")
+    assert "stand-in" not in mlp and "inconclusive" in mlp
+    assert "(† stand-in data: this says nothing about the paper's claim)" in svhn
+    assert "stand-in: no verdict" in svhn
 
 
-def test_beats_is_honest_when_the_claim_fails_or_cannot_be_judged(tmp_path):
-    trails = two_methods(tmp_path, [("completed", 90.0), ("completed", 90.0)],
-                         [("completed", 91.0), ("completed", 92.0)], [BEATS])
-    assert "no, it trails by 1.50 ± 0.71 points" in BEATS(trails)
-    noisy = two_methods(tmp_path, [("completed", 93.0), ("completed", 90.0)],
-                        [("completed", 91.0), ("completed", 91.0)], [BEATS])
-    assert "within the seed spread" in BEATS(noisy)
-    none = two_methods(tmp_path, [("completed", 93.0), ("failed", 0)],
-                       [("failed", 0), ("completed", 91.0)], [BEATS])
-    assert "cannot tell: no seed completed for both" in BEATS(none)
-    noise = two_methods(tmp_path, [("completed", 0.1 + 0.2)], [("completed", 0.3)], [BEATS])
-    assert "BLAQ beats LAB: no, a tie at 0.00 points (1 seed" in BEATS(noise)  # not "yes, by 0.00"
-    absent = Beats("BLAQ beats TWN", {"method": "blaq"}, {"method": "twn"})
-    assert "cannot tell: the quick grid does not hold both" in absent(none)
+def test_best_setting_judges_the_papers_best_against_the_measured_best(tmp_path):
+    from scipy import stats
 
-
-def test_lower_is_better_claims_flip_the_sign(tmp_path):
-    grid = two_methods(tmp_path, [("completed", 1.0)], [("completed", 3.0)], [])
-    claim = Beats("BLAQ oscillates less", {"method": "blaq"}, {"method": "lab"},
-                  metric="zz_osc_freq", higher_is_better=False, unit="events")
-    assert claim(grid).startswith("BLAQ oscillates less: yes, by 0.00200 events (1 seed")
-
-
-def test_falls_needs_a_strictly_falling_series(tmp_path):
-    cells = [({"method": "laq", "bits": b}, [("completed", v)]) for b, v in ((1, 9.0), (2, 5.0),
-                                                                           (3, 6.0), (4, 2.0))]
-    falls = Falls("falls", {"method": "laq"}, "zz_osc_freq")
-    assert falls(fake_results(tmp_path, cells)).startswith(
-        "falls: no, not monotonically, though lower at the end")
-    cells[2] = ({"method": "laq", "bits": 3}, [("completed", 4.0)])
-    assert falls(fake_results(tmp_path, cells)).startswith("falls: yes (1 bit: 0.00900, 2 bits: 0.00500")
-
-
-def test_best_setting_ranks_the_papers_best(tmp_path):
-    cells = [({"a": a, "m": 5}, [("completed", v)]) for a, v in ((0.9, 90.0), (0.6, 89.0),
-                                                                  (0.3, 91.0))]
+    acc = {0.9: (90.0, 90.4, 89.9), 0.6: (89.0, 89.6, 89.5), 0.3: (91.0, 91.3, 91.1)}
+    cells = [({"a": a, "m": 5}, [("completed", v) for v in vs]) for a, vs in acc.items()]
     text = BestSetting("measured")(fake_results(tmp_path, cells))
-    # the appendix (MLP, m=5) ranks a=0.6 first; here it comes last of three, 2 points down
-    assert text == ("measured: MNIST MLP, 1 bit: best a=0.3, m=5 (the paper's best a=0.6, m=5 "
-                    "ranks 3 of 3 here, 2.00 points lower).")
+    # the appendix (MLP, m=5) ranks a=0.6 first; here it comes last of three
+    ci = stats.ttest_rel(acc[0.6], acc[0.3]).confidence_interval()
+    assert text.startswith("measured: MNIST MLP, 1 bit: measured best a=0.3, m=5; the paper's "
+                           "best a=0.6, m=5 (rank 3 of 3) against it: contradicted (the interval "
+                           f"lies on the wrong side of zero): -1.77 points, 95% CI "
+                           f"[{ci.low:.2f}, {ci.high:.2f}]")
+    # noisier: the paper's best lies within the interval of the measured best
+    acc[0.6] = (92.0, 88.0, 91.0)
+    cells = [({"a": a, "m": 5}, [("completed", v) for v in vs]) for a, vs in acc.items()]
+    text = BestSetting("measured")(fake_results(tmp_path, cells))
+    assert "the paper's best a=0.6, m=5 (rank 2 of 3) against it: inconclusive" in text
+    assert "the paper's gap of +0.05 points" in text  # appendix: 99.110 (a=0.6) - 99.057 (a=0.3)
+    assert text.endswith("(the paper's best lies within the interval of the measured best).")
 
 
-def test_best_setting_ranks_ties_as_ties(tmp_path):
-    # 96.8 and 96.80000000000001 are one accuracy: the paper's best shares rank 2, not 3
-    cells = [({"a": a, "m": 5}, [("completed", v)]) for a, v in ((0.9, 97.0),
-                                                                  (0.3, 96.80000000000001),
-                                                                  (0.6, 96.8))]
-    assert BestSetting("measured")(fake_results(tmp_path, cells)) == (
-        "measured: MNIST MLP, 1 bit: best a=0.9, m=5 (the paper's best a=0.6, m=5 ranks 2 of 3 "
-        "here, tied with 1 other, 0.20 points lower).")
-
-
-def test_best_setting_says_when_settings_tie(tmp_path):
-    cells = [({"a": a, "m": 5}, [("completed", v)]) for a, v in ((0.6, 91.0), (0.3, 91.0))]
-    assert BestSetting("measured")(fake_results(tmp_path, cells)) == (
-        "measured: MNIST MLP, 1 bit: best a=0.6, m=5 and a=0.3, m=5 (tied) (the paper's best is "
-        "among them).")
+def test_best_setting_when_the_papers_best_leads_or_has_no_run(tmp_path):
+    cells = [({"a": 0.6, "m": 5}, [("completed", v) for v in (92.0, 92.2, 92.1)]),
+             ({"a": 0.3, "m": 5}, [("completed", v) for v in (91.0, 91.1, 91.0)])]
+    text = BestSetting("measured")(fake_results(tmp_path, cells))
+    assert text.startswith("measured: MNIST MLP, 1 bit: the measured best is the paper's best "
+                           "a=0.6, m=5; against the runner-up a=0.3, m=5: holds: +1.07 points")
     cells = [({"a": 0.6, "m": 5}, [("failed", 0)]), ({"a": 0.3, "m": 5}, [("completed", 91.0)])]
     assert BestSetting("measured")(fake_results(tmp_path, cells)).endswith(
-        "best a=0.3, m=5 (the paper's best a=0.6, m=5 has no completed run here).")
+        "measured best a=0.3, m=5; the paper's best a=0.6, m=5 has no completed run.")
+    cells = [({"a": a, "m": 5}, [("completed", 91.0)]) for a in (0.6, 0.3)]
+    assert "best a=0.6, m=5 and a=0.3, m=5 (tied)" in BestSetting("m")(fake_results(tmp_path, cells)) \
+        or "the measured best is the paper's best" in BestSetting("m")(fake_results(tmp_path, cells))
 
 
 def test_rendered_table_has_claims_cells_paper_and_footer(tmp_path):
