@@ -9,7 +9,7 @@ and reads as one verdict of ``benchmark.stats``: holds, contradicted (and why), 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -226,3 +226,73 @@ class BestSetting:
 def _fmt_setting(names: Sequence[str], values: Sequence[Any]) -> str:
     return ", ".join(f"{n}={v:g}" if isinstance(v, float) else f"{n}={v}"
                      for n, v in zip(names, values, strict=True))
+
+
+@dataclass(frozen=True)
+class Tally:
+    """One ``Beats`` claim judged in every group of settings (e.g. each task and bit width
+    where both sides ran): the verdicts counted, each group named, the seeds an inconclusive
+    one needs given."""
+
+    claim: str
+    better: Mapping[str, Any]
+    worse: Mapping[str, Any]
+    metric: str
+    higher_is_better: bool = True
+    unit: str = ""
+    group: tuple[str, ...] = ("task", "bits")
+    where: Mapping[str, Any] = field(default_factory=dict)
+
+    def groups(self, results: Results) -> list[dict[str, Any]]:
+        """The groups (values of ``group``) of the entries matching ``where``, in order."""
+        seen: list[dict[str, Any]] = []
+        for e in results.select(**self.where):
+            s = results.setting(e)
+            g = {k: s[k] for k in self.group}
+            if g not in seen:
+                seen.append(g)
+        return seen
+
+    def verdicts(self, results: Results) -> list[tuple[dict[str, Any], Verdict]]:
+        out = []
+        for g in self.groups(results):
+            beats = Beats(self.claim, {**self.better, **g}, {**self.worse, **g}, self.metric,
+                          self.higher_is_better, self.unit)
+            v = beats.verdict(results)
+            if v is not None:
+                out.append((g, v))
+        return out
+
+    def __call__(self, results: Results) -> str:
+        found = self.verdicts(results)
+        if not found:
+            return f"{self.claim}: cannot tell: the {results.profile} grid holds no such pair."
+        by: dict[str, list[str]] = {}
+        needed = []
+        for g, v in found:
+            name = " at ".join(group_label({k: x}) for k, x in g.items())
+            if v.verdict == "contradicted":
+                name += f" ({v.reason})"
+            elif v.verdict == "inconclusive":
+                if v.lo is None:
+                    name += " (1 seed, no interval)"
+                elif v.seeds_needed is None:
+                    name += " (no difference to resolve)"
+                else:
+                    more = "more than " if v.more_than_max else ""
+                    name += f" ({more}{v.seeds_needed} seeds needed)"
+                    if not v.more_than_max:
+                        needed.append(v.seeds_needed)
+            by.setdefault(v.verdict, []).append(name)
+        words = {"holds": "holds", "contradicted": "contradicted", "inconclusive": "inconclusive",
+                 "stand-in": "stand-in: no verdict", "no data": "no seed completed on both sides"}
+        parts = [f"{words[k]} in {len(by[k])} ({', '.join(by[k])})" for k in words if k in by]
+        text = f"{self.claim}: " + "; ".join(parts) + f"; of {len(found)} setting" + \
+            ("s" if len(found) != 1 else "") + " (95% Student-t intervals of the paired " \
+            "differences over seeds)"
+        if needed:
+            text += f"; `{command(results).format(seeds=max(needed))}` for the most"
+        text += "."
+        if "stand-in" in by:
+            text += f" {STAND_IN_NOTE}"
+        return text

@@ -21,6 +21,7 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
 from benchmark.cells import DAGGER
+from benchmark.curves import with_convergence
 from benchmark.labels import bits_label, footer, method_label, task_label
 from benchmark.results import Rendered, Results
 from benchmark.runsdb import load_metrics, load_trace
@@ -58,9 +59,19 @@ def _finish(fig: Figure, results: Results, subtitle: str = "", legend: bool = Fa
         header.append(subtitle)
     if _stand_in(results):
         header.append(f"{DAGGER} stand-in data, not the paper's data set")
+    claims = [line for c in claim_lines(results) for line in
+              textwrap.wrap(f"Claim. {c}", CLAIM_WIDTH)]
+    if claims:  # the verdicts above the axes: the figure grows by their lines
+        fig.set_figheight(fig.get_figheight() + 0.2 * len(claims))
+        header.extend(claims)
     height = fig.get_figheight()
-    fig.suptitle("\n".join(header), fontsize=11.5, y=1 - 0.1 / height, va="top", linespacing=1.4)
-    used = 0.1 + 0.27 * len(header)
+    title = "\n".join(header[: len(header) - len(claims)])
+    fig.suptitle(title, fontsize=11.5, y=1 - 0.1 / height, va="top", linespacing=1.4)
+    used = 0.1 + 0.27 * (len(header) - len(claims))
+    if claims:
+        fig.text(0.01, 1 - (used + 0.05) / height, "\n".join(claims), fontsize=8, va="top",
+                 ha="left", linespacing=1.35)
+        used += 0.05 + 0.2 * len(claims)
     if legend:
         handles, labels = [], []
         for ax in fig.axes:
@@ -79,6 +90,14 @@ def _finish(fig: Figure, results: Results, subtitle: str = "", legend: bool = Fa
                         bottom=bottom / height, hspace=0.5, wspace=0.34)
 
 
+CLAIM_WIDTH = 175  # characters per line of a claim drawn above a figure's axes
+
+
+def claim_lines(results: Results) -> list[str]:
+    """The verdict sentences of the figure's claims (none for most figures)."""
+    return [claim(results) for claim in getattr(results.spec, "claims", ())]
+
+
 def _save(fig: Figure, results: Results) -> Rendered:
     out = results.out_dir("figures")
     out.mkdir(parents=True, exist_ok=True)
@@ -86,8 +105,9 @@ def _save(fig: Figure, results: Results) -> Rendered:
     fig.savefig(paths[0], dpi=130)
     fig.savefig(paths[1], metadata={"CreationDate": None})  # the same figure, the same bytes
     notes = "\n".join(f"- {n}" for n in footer(results))
+    claims = "".join(f"**Claim.** {c}\n" for c in claim_lines(results))
     text = (f"Figure {results.spec.number}: {results.spec.title} ({results.profile} profile)\n"
-            f"{notes}\n" + "".join(f"- written: {p}\n" for p in paths))
+            f"{claims}{notes}\n" + "".join(f"- written: {p}\n" for p in paths))
     return Rendered(paths, text)
 
 
@@ -299,4 +319,6 @@ def build_convergence(results: Results) -> Figure:
 
 
 def render_convergence(results: Results) -> Rendered:
+    """Figure 5, with the convergence verdicts (``curves.with_convergence``) above its axes."""
+    results = with_convergence(results)
     return _save(build_convergence(results), results)

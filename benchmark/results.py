@@ -8,7 +8,7 @@ row per (entry, seed) with the resolved config, the run id and the store's colum
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import cached_property
 from pathlib import Path
 from typing import Any
@@ -57,6 +57,13 @@ class Results:
         first = self.frame.drop_duplicates("entry")
         return {int(row["entry"]): {k: _plain(row[k]) for k in SETTING_KEYS}
                 for _, row in first.iterrows()}
+
+    def with_columns(self, columns: pd.DataFrame) -> Results:
+        """A copy whose frame has ``columns`` (per-run values indexed by run id) joined on; runs
+        without a row get NaN. Columns of the same name are replaced."""
+        kept = self.frame.drop(columns=[c for c in columns.columns if c in self.frame])
+        frame = kept.merge(columns, left_on="run_id", right_index=True, how="left")
+        return replace(self, frame=frame.reset_index(drop=True))
 
     def rows(self, entry: int) -> pd.DataFrame:
         """The results rows (one per seed) of an entry."""

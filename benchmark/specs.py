@@ -28,7 +28,7 @@ import pandas as pd
 
 from benchmark.config import PROFILES, RunConfig, run_id
 from benchmark.errors import UserError
-from benchmark.results import Rendered, Results
+from benchmark.results import SETTING_KEYS, Rendered, Results
 from benchmark.runsdb import load_runs
 
 KINDS = ("table", "figure")
@@ -115,6 +115,10 @@ class Spec:
             for seed in chosen:
                 key = entry.config(profile, seed).key()
                 rows.append({"entry": i, "run_id": run_id(key), **key})
+        if not rows:  # a figure that needs no runs (e.g. the toy problem)
+            empty = pd.DataFrame(columns=["entry", "seed", "run_id", "status", *SETTING_KEYS,
+                                          "stand_in"])
+            return Results(self, profile, chosen, Path(runs_dir), Path(out_root), entries, empty)
         planned = pd.DataFrame(rows).drop(columns=["extra"])
         for col in ("bits", "m", "epochs", "seed"):
             planned[col] = planned[col].astype("Int64")  # None for unused m: an integer column

@@ -176,6 +176,12 @@ def number_decimals(v: Verdict, decimals: int | None) -> int:
     return d
 
 
+def signed(x: float, decimals: int) -> str:
+    """``+0.40``, ``-0.12``; a zero (as printed) without a sign."""
+    text = f"{x:+.{decimals}f}"
+    return text[1:] if float(text) == 0 else text
+
+
 def describe(v: Verdict, unit: str = "", decimals: int | None = 2, command: str = "") -> str:
     """The verdict as words: ``holds: +0.40 points, 95% CI [+0.12, +0.68] (Student t over 3
     paired seeds)``; an inconclusive one adds the seeds needed and ``command`` with
@@ -186,8 +192,7 @@ def describe(v: Verdict, unit: str = "", decimals: int | None = 2, command: str 
     u = f" {unit}" if unit else ""
 
     def num(x: float) -> str:
-        text = f"{x:+.{d}f}"
-        return text[1:] if float(text) == 0 else text  # no sign on a zero
+        return signed(x, d)
 
     seeds = f"{v.n} paired seed{'s' if v.n != 1 else ''}"
     if v.verdict == "stand-in":
