@@ -10,7 +10,7 @@ A user adds a table of their own in a few lines::
     from benchmark.specs import Entry, Spec, register_spec
     from benchmark.tables import render_method_table
     register_spec(Spec(
-        key="table7", kind="table", number=7, title="MNIST MLP, BLAQ blend variants",
+        key="table8", kind="table", number=8, title="MNIST MLP, BLAQ blend variants",
         paper="not in the paper", description="BLAQ with the gradient blend against LAB",
         grids={"paper": (Entry("mnist-mlp", "lab", 1), Entry("mnist-mlp", "blaq", 1)),
                "smoke": (Entry("mnist-mlp", "blaq", 1),)},
@@ -156,12 +156,13 @@ def register_spec(spec: Spec) -> Spec:
 
 
 def get_spec(kind: str, number: int) -> Spec:
-    """The table or figure of that number; UserError naming the valid numbers."""
+    """The table or figure of that number (the last registered, where several share it);
+    UserError naming the valid numbers."""
     found = [s for s in SPECS.values() if s.kind == kind and s.number == number]
     if not found:
-        valid = sorted(s.number for s in SPECS.values() if s.kind == kind)
+        valid = sorted({s.number for s in SPECS.values() if s.kind == kind})
         raise UserError(f"no {kind} {number}; choose one of {', '.join(map(str, valid))}")
-    return found[0]
+    return found[-1]  # a user's spec registered under a taken number is the one served
 
 
 # the paper's tables and figures register themselves (as tasks/builtin.py does for the tasks)

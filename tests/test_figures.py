@@ -97,3 +97,15 @@ def test_figures_from_an_empty_store_say_so(tmp_path):
         texts = [t.get_text() for ax in fig.axes for t in ax.texts]
         assert texts and all(t.startswith("no ") for t in texts), key
         assert not any(_data_lines(ax) for ax in fig.axes)
+
+
+def test_figure5_states_the_convergence_verdicts(tmp_path, in_data):
+    out = SPECS["figure5"].render("store", "smoke", SEEDS, out_root=tmp_path)
+    claims = [ln for ln in out.text.splitlines() if ln.startswith("**Claim.**")]
+    assert len(claims) == 2
+    assert claims[0].startswith("**Claim.** BLAQ reaches LAQ's lowest training loss in fewer "
+                                "epochs than LAQ at 1 bit: inconclusive in 1 (MNIST MLP at 1 bit")
+    fig = build_convergence(SPECS["figure5"].results("store", "smoke", SEEDS, out_root=tmp_path))
+    drawn = " ".join(t.get_text() for t in fig.texts)
+    assert "Claim. BLAQ reaches LAQ's lowest training loss" in drawn  # above the axes
+    assert "inconclusive in 1" in drawn and "stand-in: no verdict" not in drawn.split("Claim.")[0]

@@ -381,7 +381,7 @@ def test_sensitivity_and_zigzag_layouts(tmp_path):
 # `python tests/data/make_store.py` regenerates the store and the goldens; review their diff)
 
 DATA = Path(__file__).parent / "data"
-TABLES = [f"table{n}" for n in range(1, 7)]
+TABLES = [f"table{n}" for n in range(1, 8)]
 
 
 @pytest.mark.parametrize("key", TABLES)
@@ -419,3 +419,73 @@ def test_golden_cells_are_the_store_arithmetic():
         assert row.n == len(accs)
         assert row["mean"] == pytest.approx(round(float(np.mean(accs)), 4), abs=1e-9)
         assert row["std"] == pytest.approx(round(float(np.std(accs, ddof=1)), 4), abs=1e-9)
+
+
+def test_golden_claims_are_verdicts():
+    """Every claim line of every golden table reads as one of the verdicts (or cannot tell)."""
+    words = ("holds", "contradicted", "inconclusive", "stand-in: no verdict", "cannot tell")
+    for key in TABLES:
+        md = (DATA / "golden" / f"{key}.md").read_text()
+        claims = [ln for ln in md.splitlines() if ln.startswith("**Claim.**")]
+        assert claims, key
+        for line in claims:
+            assert any(w in line for w in words), line
+            assert "yes, by" not in line and "within the seed spread" not in line
+
+
+def test_table1_golden_has_the_active_epoch_rows():
+    csv = pd.read_csv(DATA / "golden" / "table1.csv")
+    assert list(csv.epochs) == ["all", "all", "active", "active"]
+    md = (DATA / "golden" / "table1.md").read_text()
+    assert "BLAQ's active (1, 2)" in md  # smoke runs BLAQ with m = 1
+    assert "In BLAQ's active epochs alone, BLAQ oscillates less often" in md
+    # smoke BLAQ is active in every epoch: its active-epoch means are its all-epoch means
+    blaq = csv[csv.method == "blaq"]
+    assert blaq.zz_cosine_mean.iloc[0] == pytest.approx(blaq.zz_cosine_mean.iloc[1])
+
+
+def test_table7_golden_rows_and_verdicts():
+    csv = pd.read_csv(DATA / "golden" / "table7.csv")
+    assert list(zip(csv.task, csv.bits, strict=True)) == [("mnist-mlp", 1),
+                                                          ("imagenet-resnet18", 1)]
+    assert set(csv.conv_epochs_verdict) <= {"holds", "contradicted", "inconclusive", "stand-in"}
+    assert list(csv.stand_in) == [False, True]
+    assert (csv[csv.stand_in].conv_auc_verdict == "stand-in").all()
+    # Δ = LAQ - BLAQ of the means is the mean of the paired differences (no seed is unpaired)
+    assert csv.conv_auc_diff.to_numpy() == pytest.approx(
+        (csv.conv_auc_laq - csv.conv_auc_blaq).to_numpy(), abs=2e-6)
+    md = (DATA / "golden" / "table7.md").read_text()
+    assert "Not in the paper" in md and "Δ = LAQ − BLAQ" in md
+
+
+def test_convergence_table_verdict_columns(tmp_path):
+    """Hand-made curves through the renderer: BLAQ's loss below LAQ's on every seed."""
+    import json
+
+    runs = tmp_path / "store"
+    rows = []
+    for seed in range(3):
+        for method, offset in (("laq", 0.0), ("blaq", -0.05 - 0.01 * seed)):
+            rid = f"{method}{seed}"
+            loss = [1.0 + offset, 0.6 + offset, 0.4 + offset]
+            (runs / rid).mkdir(parents=True)
+            metric = {name: {"steps": [1, 2, 3], "values": values} for name, values in
+                      (("train_loss", loss), ("wall_time", [1.0, 2.0, 3.0]))}
+            (runs / rid / "metrics.json").write_text(json.dumps(metric))
+            rows.append({**SETTING, "method": method, "a": None, "m": None, "entry": int(
+                method == "blaq"), "seed": seed, "run_id": rid, "status": "completed",
+                "test_acc": 90.0, "stand_in": False, "dataset": "mnist", "data_note": "",
+                "code_version": "0.1.0+test", "fail_reason": None})
+    frame = pd.DataFrame(rows).sort_values(["entry", "seed"]).reset_index(drop=True)
+    (runs / "STORE_VERSION").write_text('{"format": 1}')
+    spec = SimpleNamespace(key="table7", number=7, title="Convergence", claims=())
+    res = Results(spec, "quick", (0, 1, 2), runs, tmp_path, (0, 1), frame)
+    from benchmark.tables import render_convergence_table
+
+    out = render_convergence_table(res)
+    csv = pd.read_csv(out.paths[1])
+    assert csv.conv_auc_verdict.tolist() == ["holds"]
+    # LAQ's lowest loss 0.4 at epoch 3; BLAQ (0.55 - 0.01 s at epoch 2 ... ) reaches it at epoch 3
+    assert csv.conv_epochs_blaq.tolist() == [3.0] and csv.conv_epochs_verdict.tolist() == [
+        "inconclusive"]
+    assert csv.blaq_reached.tolist() == [3]
