@@ -9,7 +9,11 @@ holds the seeds of one table cell. For each cell in both stores, on one result c
   (B - A; unequal variances, Welch-Satterthwaite degrees of freedom). The cells **agree within
   the seed spread** when the interval contains zero, **differ** when it does not (and a cell
   whose seeds all give one number on both sides agrees only when the numbers are equal);
-- a side with a single seed: no spread to judge by (**too few seeds**), shown for information.
+- one side with a single seed, the other with two or more: whether the single value lies in
+  the other side's 95% prediction interval for one new run (``mean ± t * sd * sqrt(1 + 1/n)``);
+  the difference B - A is then judged against that interval, shifted;
+- both sides with a single seed: no spread to judge by (**too few seeds**), shown for
+  information.
 
 Runs of the same run id in both stores (same config and seed) are also compared as runs: they
 are **bit-identical** when their ``model_digest`` (sha256 of the final weights) is equal. That
@@ -66,6 +70,7 @@ class CellComparison:
     lo: float | None
     hi: float | None
     verdict: str  # AGREE | DIFFER | FEW
+    test: str = ""  # "welch" | "prediction" | ""
 
 
 @dataclass(frozen=True)
@@ -152,13 +157,34 @@ def compare_stores(store_a: str | os.PathLike[str], store_b: str | os.PathLike[s
             verdict = AGREE if lo <= 0 <= hi else DIFFER
             if lo == hi:  # no spread on either side: agree only on equal numbers
                 verdict = AGREE if math.isclose(diff, 0, abs_tol=1e-9) else DIFFER
-            out.append(CellComparison(shown, a, b, diff, lo, hi, verdict))
+            out.append(CellComparison(shown, a, b, diff, lo, hi, verdict, "welch"))
+        elif a.n >= 2 or b.n >= 2:
+            lo, hi = prediction_interval(a.values if a.n >= 2 else b.values)
+            one = b.values[0] if a.n >= 2 else a.values[0]
+            verdict = AGREE if lo <= one <= hi or math.isclose(lo, one, abs_tol=1e-9) and \
+                math.isclose(hi, one, abs_tol=1e-9) else DIFFER
+            ref = a.mean if a.n >= 2 else b.mean
+            # the interval of B - A that agreement allows, as B - A
+            shift = (lo - ref, hi - ref) if a.n >= 2 else (ref - hi, ref - lo)
+            out.append(CellComparison(shown, a, b, diff, shift[0], shift[1], verdict,
+                                      "prediction"))
         else:
             out.append(CellComparison(shown, a, b, diff, None, None, FEW))
     same = sorted(set(dig_a) & set(dig_b))
     identical = sum(dig_a[r] == dig_b[r] for r in same)
     return StoreComparison(tuple(out), sum(k not in cells_b for k in cells_a),
                            sum(k not in cells_a for k in cells_b), len(same), identical, metric)
+
+
+def prediction_interval(values: Sequence[float], confidence: float = CONFIDENCE
+                        ) -> tuple[float, float]:
+    """Where one more run should land: mean ± t(n - 1) * sd * sqrt(1 + 1/n)."""
+    from scipy import stats
+
+    v = np.asarray(values, dtype=float)
+    half = float(stats.t.ppf(0.5 + confidence / 2, v.size - 1)) * float(v.std(ddof=1)) * \
+        math.sqrt(1 + 1 / v.size)
+    return float(v.mean() - half), float(v.mean() + half)
 
 
 def _side(runs: Runs) -> Side:
@@ -173,7 +199,7 @@ def _fmt(x: float | None) -> str:
 def comparison_text(c: StoreComparison, name_a: str, name_b: str, only: str | None = None) -> str:
     """One line per cell (``only``: the cells of that verdict), then the summary line."""
     head = ["task", "method", "bits", "scheme", "a", "m", "profile", f"n {name_a}",
-            f"{name_a} mean ± sd", f"n {name_b}", f"{name_b} mean ± sd", "B - A [95% Welch]",
+            f"{name_a} mean ± sd", f"n {name_b}", f"{name_b} mean ± sd", "B - A [95%]", "test",
             "verdict"]
     rows = [head]
     for cell in c.cells:
@@ -187,7 +213,7 @@ def comparison_text(c: StoreComparison, name_a: str, name_b: str, only: str | No
         interval = "" if cell.lo is None else f" [{_fmt(cell.lo)}, {_fmt(cell.hi)}]"
         rows.append([str(s.get(k)) if s.get(k) is not None else "-" for k in SHOWN[:7]] + [
             str(cell.a.n), side(cell.a), str(cell.b.n), side(cell.b),
-            f"{cell.diff:+.2f}{interval}", cell.verdict])
+            f"{cell.diff:+.2f}{interval}", cell.test or "-", cell.verdict])
     widths = [max(len(r[i]) for r in rows) for i in range(len(head))]
     lines = ["  ".join(x.ljust(w) for x, w in zip(r, widths, strict=True)).rstrip() for r in rows]
     return "\n".join([*lines, c.summary(name_a, name_b)])

@@ -46,6 +46,15 @@ def test_welch_interval_is_scipys():
     assert (lo, hi) == pytest.approx((ci.low, ci.high))
 
 
+def test_prediction_interval_is_the_t_interval_of_one_new_run():
+    from benchmark.compare import prediction_interval
+
+    v = [91.0, 92.5, 90.8]
+    sd = np.std(v, ddof=1)
+    expected = stats.t.interval(0.95, 2, loc=np.mean(v), scale=sd * np.sqrt(1 + 1 / 3))
+    assert prediction_interval(v) == pytest.approx(expected)
+
+
 def test_a_store_agrees_with_its_copy_bit_for_bit(tmp_path):
     c = compare_stores(STORE, _copy(tmp_path, "b"))
     assert c.cells and c.count(DIFFER) == 0 and c.only_a == c.only_b == 0
@@ -87,8 +96,18 @@ def test_one_seed_is_too_few_and_a_missing_cell_is_counted(tmp_path):
         shutil.rmtree(d)
     c = compare_stores(STORE, b)
     fp = [x for x in c.cells if x.setting["task"] == "mnist-mlp" and x.setting["method"] == "fp"]
-    assert len(fp) == 1 and fp[0].verdict == FEW and fp[0].b.n == 1 and fp[0].lo is None
+    # one seed against two: the single run lies in A's prediction interval (it is A's seed 0)
+    assert len(fp) == 1 and fp[0].b.n == 1 and fp[0].test == "prediction"
+    assert fp[0].verdict == AGREE and fp[0].lo <= fp[0].diff <= fp[0].hi
+    # one seed on both sides (LeNet5 fp: seed 1 is missing in the store): too few seeds
+    few = [x for x in c.cells if x.verdict == FEW]
+    assert few and all(x.a.n == 1 and x.b.n == 1 and x.lo is None for x in few)
     assert c.only_a == 1 and c.only_b == 0
+    # a single run far from A's two: differs
+    _edit(mlp_fp[0], 1.0e4)  # (the smoke store's two seeds are far apart: t(1) = 12.7)
+    fp = [x for x in compare_stores(STORE, b).cells
+          if x.setting["task"] == "mnist-mlp" and x.setting["method"] == "fp"]
+    assert fp[0].verdict == DIFFER
 
 
 def test_the_command_exit_status_and_summary(tmp_path, capsys):
