@@ -203,8 +203,10 @@ class BestSetting:
             if not others:
                 return f"{label}: only the paper's best {shown} has completed runs"
             rival = max(others, key=lambda st: others[st])
-            lead = f"the measured best is the paper's best {shown}; against the runner-up " \
-                   f"{_fmt_setting(self.over, rival)}"
+            tie = [_fmt_setting(self.over, st) for st in leaders if st != paper_best]
+            lead = (f"the measured best is the paper's best {shown}"
+                    + (f" (tied with {' and '.join(tie)})" if tie else "")
+                    + f"; against the runner-up {_fmt_setting(self.over, rival)}")
         else:
             rival = leaders[0]
             rank = 1 + sum(v > means[paper_best] and not tied(v, means[paper_best])
