@@ -32,6 +32,7 @@ import numpy as np
 from benchmark.checkpoint import CHECKPOINT_FORMAT, load_checkpoint, save_checkpoint  # noqa: F401
 from benchmark.config import RunConfig
 from benchmark.errors import UserError
+from benchmark.methods import all_option_names
 from benchmark.provenance import code_version, environment, model_digest  # noqa: F401
 from benchmark.store import (
     RunBusyError,
@@ -74,7 +75,7 @@ SETTINGS: dict[str, Any] = {
     "threads": None,
     "progress": False,
 }
-RUN_FIELDS = tuple(f.name for f in dataclasses.fields(RunConfig))
+RUN_FIELDS = tuple(f.name for f in dataclasses.fields(RunConfig))  # and the methods' options
 
 
 @dataclass(frozen=True)
@@ -178,12 +179,13 @@ class RunExperiment(Experiment):
 
     def run_in_store(self, updates: dict[str, Any], options: dict[str, Any]) -> tuple[RunOutcome, Run | None]:
         """Validate, load the data, then train the run (or find it cached/busy); see the module doc."""
-        unknown = sorted(set(updates) - set(RUN_FIELDS) - set(SETTINGS))
+        run_keys = {*RUN_FIELDS, *all_option_names()}
+        unknown = sorted(set(updates) - run_keys - set(SETTINGS))
         if unknown:
             raise UserError(f"unknown setting(s) {', '.join(unknown)}; valid: "
-                            f"{', '.join(sorted((*RUN_FIELDS, *SETTINGS)))}")
+                            f"{', '.join(sorted(run_keys - {'options'} | set(SETTINGS)))}")
         settings = {**SETTINGS, **{k: v for k, v in updates.items() if k in SETTINGS}}
-        config = RunConfig.from_dict({k: v for k, v in updates.items() if k in RUN_FIELDS}).resolved()
+        config = RunConfig.from_dict({k: v for k, v in updates.items() if k in run_keys}).resolved()
         device = resolve_device(settings["device"])
         threads = check_threads(settings["threads"])
         runs_dir = Path(str(settings["runs_dir"]))
@@ -214,7 +216,7 @@ class RunExperiment(Experiment):
                 return self._train_in_sacred(
                     _Prepared(inputs, runs_dir),
                     # the run's fields (its profile's settings are in info["config"], hashed in the id)
-                    {**dataclasses.asdict(config), **settings, "device": str(device),
+                    {**config.flat(), **settings, "device": str(device),
                      "runs_dir": str(runs_dir)},
                     options,
                 )
@@ -265,9 +267,9 @@ def _describe(outcome: RunOutcome) -> str:
 
 
 ex = RunExperiment("blaq-benchmark", save_git_info=False)
-ex.add_config({**RunConfig().__dict__, **SETTINGS,
+ex.add_config({**{k: v for k, v in RunConfig().__dict__.items() if k != "options"}, **SETTINGS,
                # None is "the default for this task and method", like "auto" (see RunConfig)
-               "scheme": None, "blend": None, "keep_moments": None})
+               "scheme": None, **dict.fromkeys(all_option_names())})
 
 
 def run_config(

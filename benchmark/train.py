@@ -68,19 +68,8 @@ class Recorder:
 
 
 def make_optimizer(config: RunConfig, model: nn.Module, lr: float) -> torch.optim.Optimizer:
-    """The method's optimizer on ``model``: Adam (fp), LossAwareAdam (BWN/TWN/LAB/LAQ) or BLAQ."""
-    step = get_method(config.method).step
-    if step == "adam":
-        return torch.optim.Adam(model.parameters(), lr=lr)
-    from benchmark.quant import BLAQ, LossAwareAdam
-
-    common = {"scheme": config.scheme, "bits": config.bits, "lr": lr,
-              "quantize_first": config.quantize_first, "quantize_last": config.quantize_last,
-              "zigzag": True}
-    if step == "loss-aware":
-        return LossAwareAdam(model, **common)
-    return BLAQ(model, a=config.a, m=config.m, blend=config.blend,
-                keep_moments=config.keep_moments, **common)
+    """The method's optimizer on ``model`` for a resolved config (the method's own factory)."""
+    return get_method(config.method).make_optimizer(config, model, lr)
 
 
 def evaluate(model: nn.Module, batches: Iterable[tuple[torch.Tensor, torch.Tensor]]) -> float:

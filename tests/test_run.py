@@ -102,7 +102,7 @@ def test_smoke_profile_of_every_task_records_a_completed_run(task, tmp_path, dat
                                 "threads", "code_version"}
     assert info["env"]["threads"] == 1
     config = json.loads((out.run_dir / "config.json").read_text())
-    fields = dataclasses.asdict(cfg.resolved())
+    fields = cfg.flat()
     assert {k: config[k] for k in fields} == fields
     assert cfg.key()["profile_settings"] == get_task(task).profile("smoke").settings()
     assert config["runs_dir"] == str(store) and config["device"] == "cpu"
