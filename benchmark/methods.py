@@ -175,17 +175,21 @@ def _check_method(method: Method) -> None:
 
 
 METHODS: dict[str, Method] = {}
-_REGISTRY: Registry[Method] = Registry("method", METHODS, item_type=Method, check=_check_method)
+
+
+def _registry() -> Registry[Method]:
+    # a view over the module's dict as it is now (a test may swap the dict for a copy)
+    return Registry("method", METHODS, item_type=Method, check=_check_method)
 
 
 def register_method(method: Method) -> Method:
     """Add a method to the registry (replacing one of the same name) after checking it; returns it."""
-    return _REGISTRY.register(method)
+    return _registry().register(method)
 
 
 def get_method(name: str | Method) -> Method:
     """The registered method of that name; UserError listing the registered names."""
-    return _REGISTRY.get(name)
+    return _registry().get(name)
 
 
 def all_option_names() -> tuple[str, ...]:
