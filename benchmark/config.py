@@ -141,7 +141,7 @@ class RunConfig:
                   if f.name != "options"}
         options = {**dict.fromkeys(LEGACY_OPTIONS), **resolved.options}
         flat = {**fields, **options}
-        order = dict.fromkeys((*config_keys(), *flat))
+        order = dict.fromkeys((*config_keys(every_method=True), *flat))
         return {k: flat[k] for k in order if k in flat}
 
     def key(self) -> dict[str, Any]:
@@ -161,14 +161,17 @@ class RunConfig:
 RESERVED_NAMES = (*(f.name for f in dataclasses.fields(RunConfig)), "profile_settings")
 
 
-def config_keys() -> tuple[str, ...]:
-    """The keys of a run's flat config, in order: the fields with BLAQ's options after
-    ``scheme`` (their place when they were fields), then the other methods' options."""
+def config_keys(every_method: bool = False) -> tuple[str, ...]:
+    """The keys of a run's flat config, in order: the fields with BLAQ's options after ``scheme``
+    (their place when they were fields; the store's columns), then, with ``every_method``, the
+    options of the other registered methods."""
     from benchmark.methods import LEGACY_OPTIONS, all_option_names
 
     fields = [f.name for f in dataclasses.fields(RunConfig) if f.name != "options"]
     at = fields.index("scheme") + 1
     head = (*fields[:at], *LEGACY_OPTIONS, *fields[at:])
+    if not every_method:
+        return head
     return (*head, *(n for n in all_option_names() if n not in head))
 
 

@@ -29,7 +29,7 @@ import pandas as pd
 from benchmark import figures
 from benchmark.config import PROFILES, RunConfig, run_id
 from benchmark.errors import UserError
-from benchmark.runsdb import load_runs
+from benchmark.runsdb import CONFIG_COLUMNS, load_runs
 from benchmark.tables import (
     Beats,
     BestSetting,
@@ -144,9 +144,7 @@ class Spec:
         return self.renderer(self.grid(runs_dir, profile, seeds, out_root))
 
 
-_CONFIG_FROM_GRID = ("task", "method", "bits", "scheme", "a", "m", "blend", "keep_moments",
-                     "lr_schedule", "quantize_first", "quantize_last", "profile", "epochs",
-                     "extra")
+_CONFIG_FROM_GRID = tuple(c for c in CONFIG_COLUMNS if c != "seed")  # the grid has them
 
 SPECS: dict[str, Spec] = {}
 

@@ -26,13 +26,12 @@ from benchmark.config import RunConfig
 from benchmark.methods import get_method
 from benchmark.provenance import model_digest
 from benchmark.quant.zigzag import MAX_TRACE
+from benchmark.summary import RESULT_KEYS, summarize  # noqa: F401  (the result of train())
 
 if TYPE_CHECKING:
     from benchmark.tasks import Data, Profile, Task
 
 LOSS_SYNC_EVERY = 50  # iterations between host reads of the loss (the divergence check): no sync per step
-RESULT_KEYS = ("test_acc", "final_test_acc", "best_val_acc", "best_epoch", "final_train_loss",
-               "train_time_s", "epochs")  # and the zig-zag meter's summaries, prefixed zz_
 
 
 class TrainingDiverged(RuntimeError):
@@ -127,25 +126,6 @@ def make_trace(losses: list[float], meter: Any | None) -> dict[str, np.ndarray]:
     trace["loss"] = np.full(len(trace["iteration"]), np.nan)
     trace["loss"][known] = loss[trace["iteration"][known] - 1]
     return trace
-
-
-def summarize(history: dict[str, list[float]]) -> dict[str, Any]:
-    """The run's result from its per-epoch history (docs/design.md): best-val selection, ties -> earliest."""
-    val = history["val_acc"]
-    best = int(np.argmax(val))  # the first of equal maxima
-    result: dict[str, Any] = {
-        "test_acc": history["test_acc"][best],
-        "final_test_acc": history["test_acc"][-1],
-        "best_val_acc": val[best],
-        "best_epoch": best + 1,
-        "final_train_loss": history["train_loss"][-1],
-        "train_time_s": history["wall_time"][-1],
-        "epochs": len(val),
-    }
-    for key in (k for k in history if k.startswith("zz_")):
-        finite = [v for v in history[key] if math.isfinite(v)]
-        result[key] = float(np.mean(finite)) if finite else None
-    return result
 
 
 def train(inputs: TrainInputs, recorder: Recorder | None = None) -> dict[str, Any]:
