@@ -11,40 +11,16 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 
-# the README's example ("Adding a method, a task, or a table"), plus a smoke table that shows it
-USER_SCRIPT = '''
-import torch
-
-from benchmark.cli import main
-from benchmark.methods import Method, register_method
-from benchmark.quant import LossAwareAdam, Scheme
 
 
-def sign(w, d, bits, init):  # w_hat = sign(w): alpha = 1, b in {-1, +1}
-    return w.new_ones(()), torch.where(w >= 0, 1.0, -1.0).to(w.dtype)
+def readme_example() -> str:
+    """The README's method example ("Adding a method, a task, or a table"), as a user copies it."""
+    text = (REPO / "README.md").read_text()
+    start = text.index("# my_methods.py")
+    return text[start:text.index("```", start)]
 
 
-SIGN = Scheme("sign", (1,), False, sign, lambda bits: (1.0,))
-
-register_method(Method(
-    "bc", "BinaryConnect", bits=(1,),
-    description="w_hat = sign(w); Adam on the full-precision weights (clipped to [-1, 1])",
-    step=lambda model, config, lr: LossAwareAdam(
-        model, SIGN, bits=1, lr=lr, zigzag=True,
-        quantize_first=config.quantize_first, quantize_last=config.quantize_last)))
-
-# a table to show it (the method registration above is all a method needs)
-from benchmark.specs import Entry, Spec, register_spec
-from benchmark.tables import render_method_table
-
-register_spec(Spec(
-    key="table8", kind="table", number=8, title="BinaryConnect beside LAB", paper="not in the paper",
-    description="a user's method", renderer=render_method_table,
-    grids={"paper": (Entry("mnist-mlp", "lab", 1), Entry("mnist-mlp", "bc", 1))}))
-
-if __name__ == "__main__":
-    raise SystemExit(main())
-'''
+USER_SCRIPT = readme_example()
 
 
 @pytest.mark.slow
