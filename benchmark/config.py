@@ -14,30 +14,28 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from benchmark.errors import UserError
-from benchmark.methods import get_method
 
-PROFILES = ("smoke", "quick", "paper")
+PROFILES = ("smoke", "quick", "paper")  # every task defines these (benchmark.tasks.registry)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, init=False)
 class RunConfig:
     """Everything that changes the result of one training run.
 
     ``None`` and ``"auto"`` mean "the default for this task, method and profile"; ``resolved()``
-    fills them in, and sets the settings a method does not use (``a``/``m`` outside BLAQ) to None
-    so that they cannot split one result into two run ids. ``extra`` holds free-form settings
-    for a user's own tasks or methods (the suite's own code does not read it); it is part of the
-    run id, so runs that differ in it are different runs.
+    fills them in. ``options`` holds the method's own settings (``benchmark.methods``: BLAQ's
+    ``a``, ``m``, ``blend``, ``keep_moments``); they may also be given as keywords,
+    ``RunConfig(method="blaq", m=2)``, and BLAQ's read back as attributes (``config.a``).
+    Resolution keeps only the method's own options, filled in and checked by the method, so an
+    option of another method cannot split one result into two run ids. ``extra`` holds
+    free-form settings for a user's own tasks or methods (the suite's own code does not read
+    it); it is part of the run id, so runs that differ in it are different runs.
     """
 
     task: str = "mnist-mlp"
     method: str = "blaq"
     bits: int = 1
     scheme: str | None = "auto"
-    a: float | None = None
-    m: int | None = None
-    blend: str | None = "moment"
-    keep_moments: str | None = "blended"
     lr_schedule: str = "default"
     quantize_first: bool = True
     quantize_last: bool = True
@@ -45,20 +43,56 @@ class RunConfig:
     epochs: int | None = None
     seed: int = 0
     extra: dict[str, Any] = field(default_factory=dict)
+    options: dict[str, Any] = field(default_factory=dict)
+
+    def __init__(self, task: str = "mnist-mlp", method: str = "blaq", bits: int = 1,
+                 scheme: str | None = "auto", lr_schedule: str = "default",
+                 quantize_first: bool = True, quantize_last: bool = True, profile: str = "quick",
+                 epochs: int | None = None, seed: int = 0, extra: dict[str, Any] | None = None,
+                 options: dict[str, Any] | None = None, **method_options: Any) -> None:
+        given = {**(options or {}), **method_options}
+        values = {"task": task, "method": method, "bits": bits, "scheme": scheme,
+                  "lr_schedule": lr_schedule, "quantize_first": quantize_first,
+                  "quantize_last": quantize_last, "profile": profile, "epochs": epochs,
+                  "seed": seed, "extra": dict(extra or {}),
+                  "options": {k: v for k, v in given.items() if v is not None}}
+        for name, value in values.items():
+            object.__setattr__(self, name, value)
+
+    # BLAQ's options as attributes (None when the config has none): the readers' shorthand
+    @property
+    def a(self) -> float | None:
+        return self.options.get("a")
+
+    @property
+    def m(self) -> int | None:
+        return self.options.get("m")
+
+    @property
+    def blend(self) -> str | None:
+        return self.options.get("blend")
+
+    @property
+    def keep_moments(self) -> str | None:
+        return self.options.get("keep_moments")
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> RunConfig:
-        names = {f.name for f in dataclasses.fields(cls)}
+        """A config from its fields and method options, flat (as ``flat()`` writes them) or
+        under ``options``; UserError naming an unknown key."""
+        from benchmark.methods import all_option_names
+
+        names = [f.name for f in dataclasses.fields(cls)]
         d = {k: v for k, v in d.items() if k != "profile_settings"}  # a key() read back: derived
-        unknown = sorted(set(d) - names)
+        unknown = sorted(set(d) - set(names) - set(all_option_names()))
         if unknown:
-            raise UserError(
-                f"unknown run setting(s) {', '.join(unknown)}; valid: {', '.join(sorted(names))}"
-            )
+            valid = sorted({*names, *all_option_names()} - {"options"})
+            raise UserError(f"unknown run setting(s) {', '.join(unknown)}; valid: {', '.join(valid)}")
         return cls(**d)
 
     def resolved(self) -> RunConfig:
         """Validate and fill in the defaults; raises UserError with a one-line reason."""
+        from benchmark.methods import get_method
         from benchmark.tasks import get_task  # the task registry (late: tasks import torchvision)
 
         if self.profile not in PROFILES:
@@ -68,7 +102,7 @@ class RunConfig:
         if isinstance(self.bits, bool) or not isinstance(self.bits, int):
             raise UserError(f"bits must be an integer, not {self.bits!r}")
         # full precision has no bit width to choose; it is recorded as 32
-        bits = 32 if self.method == "fp" else self.bits
+        bits = 32 if method.bits == (32,) else self.bits
         scheme = method.scheme_for(bits, self.scheme or "auto")
         if scheme is not None:
             from benchmark.quant import get_scheme
@@ -77,55 +111,68 @@ class RunConfig:
                 get_scheme(scheme).check_bits(bits)
             except ValueError as err:
                 raise UserError(str(err)) from None
-        if not isinstance(self.seed, int) or self.seed < 0:
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
             raise UserError(f"seed must be a non-negative integer, not {self.seed!r}")
-        if self.epochs is not None and (not isinstance(self.epochs, int) or self.epochs < 1):
+        if self.epochs is not None and (isinstance(self.epochs, bool) or not isinstance(self.epochs, int)
+                                        or self.epochs < 1):
             raise UserError(f"epochs must be a positive integer, not {self.epochs!r}")
         if self.lr_schedule != "default" and self.lr_schedule not in task.lr_schedules:
             raise UserError(
                 f"task {task.name!r} has lr schedules {', '.join(task.lr_schedules)}, "
                 f"not {self.lr_schedule!r}"
             )
-        if method.step == "blaq":
-            from benchmark.quant.optim import BLENDS, KEEP_MOMENTS  # the optimizer's own options
-
-            a = task.default_a if self.a is None else float(self.a)
-            m = task.default_m if self.m is None else self.m
-            if not 0.0 <= a <= 1.0:
-                raise UserError(f"a must lie in [0, 1], not {a}")
-            if isinstance(m, bool) or not isinstance(m, int) or m < 1:
-                raise UserError(f"m (the BLAQ period in epochs) must be a positive integer, not {m!r}")
-            blend = self.blend or "moment"
-            keep = self.keep_moments or "blended"
-            if blend not in BLENDS:
-                raise UserError(f"blend must be one of {', '.join(BLENDS)}, not {blend!r}")
-            if keep not in KEEP_MOMENTS:
-                raise UserError(
-                    f"keep_moments must be one of {', '.join(KEEP_MOMENTS)}, not {keep!r}"
-                )
-        else:
-            a = m = blend = keep = None
+        options = method.resolve_options(self.options, task)
         profile = task.profile(self.profile)
         epochs = profile.epochs if self.epochs is None else self.epochs
         lr_schedule = task.lr_schedules[0] if self.lr_schedule == "default" else self.lr_schedule
         return dataclasses.replace(
-            self, bits=bits, scheme=scheme, a=a, m=m, blend=blend, keep_moments=keep,
-            lr_schedule=lr_schedule, epochs=epochs, task=task.name,
+            self, bits=bits, scheme=scheme, options=options, lr_schedule=lr_schedule,
+            epochs=epochs, task=task.name,
         )
 
-    def key(self) -> dict[str, Any]:
-        """The resolved configuration as a plain dict, with the profile's result-changing
-        settings (width, lr, subsets, ...) under ``profile_settings``: exactly what the run id hashes."""
-        from benchmark.tasks import get_task
+    def flat(self) -> dict[str, Any]:
+        """The resolved configuration as one flat dict: the fields, then the method's options
+        beside them (BLAQ's four always present, None for other methods), in ``config_keys()``
+        order."""
+        from benchmark.methods import LEGACY_OPTIONS
 
         resolved = self.resolved()
-        key = dataclasses.asdict(resolved)
-        key["profile_settings"] = get_task(resolved.task).profile(resolved.profile).settings()
+        fields = {f.name: getattr(resolved, f.name) for f in dataclasses.fields(resolved)
+                  if f.name != "options"}
+        options = {**dict.fromkeys(LEGACY_OPTIONS), **resolved.options}
+        flat = {**fields, **options}
+        order = dict.fromkeys((*config_keys(every_method=True), *flat))
+        return {k: flat[k] for k in order if k in flat}
+
+    def key(self) -> dict[str, Any]:
+        """``flat()`` with the profile's result-changing settings (width, lr, subsets, ...) under
+        ``profile_settings``: exactly what the run id hashes."""
+        from benchmark.tasks import get_task
+
+        key = self.flat()
+        key["profile_settings"] = get_task(key["task"]).profile(key["profile"]).settings()
         return key
 
     @property
     def run_id(self) -> str:
         return run_id(self.key())
+
+
+RESERVED_NAMES = (*(f.name for f in dataclasses.fields(RunConfig)), "profile_settings")
+
+
+def config_keys(every_method: bool = False) -> tuple[str, ...]:
+    """The keys of a run's flat config, in order: the fields with BLAQ's options after ``scheme``
+    (their place when they were fields; the store's columns), then, with ``every_method``, the
+    options of the other registered methods."""
+    from benchmark.methods import LEGACY_OPTIONS, all_option_names
+
+    fields = [f.name for f in dataclasses.fields(RunConfig) if f.name != "options"]
+    at = fields.index("scheme") + 1
+    head = (*fields[:at], *LEGACY_OPTIONS, *fields[at:])
+    if not every_method:
+        return head
+    return (*head, *(n for n in all_option_names() if n not in head))
 
 
 def run_id(key: dict[str, Any]) -> str:

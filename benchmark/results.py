@@ -16,6 +16,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from benchmark.config import config_keys
+
 
 @dataclass(frozen=True)
 class Rendered:
@@ -79,7 +81,10 @@ class Results:
         return self._settings[entry]
 
 
-SETTING_KEYS = ("task", "method", "bits", "scheme", "a", "m", "lr_schedule", "epochs")
+# an entry's settings: its run config's keys but those no table tells entries apart by (the seed
+# spans an entry; the profile is the grid's; the rest are at their defaults in the paper's grids)
+SETTING_KEYS = tuple(k for k in config_keys() if k not in (
+    "seed", "profile", "extra", "quantize_first", "quantize_last", "blend", "keep_moments"))
 
 
 def _plain(value: Any) -> Any:

@@ -24,18 +24,15 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from benchmark.config import config_keys
 from benchmark.errors import UserError
 from benchmark.store import RunRecord, check_store, list_run_dirs, read_run
+from benchmark.summary import RESULT_KEYS, ZIGZAG_KEYS
 
-CONFIG_COLUMNS = (
-    "task", "method", "bits", "scheme", "a", "m", "blend", "keep_moments", "lr_schedule",
-    "quantize_first", "quantize_last", "profile", "epochs", "seed", "extra",
-)
-RESULT_COLUMNS = (
-    "test_acc", "final_test_acc", "best_val_acc", "best_epoch", "final_train_loss",
-    "train_time_s", "zz_cosine", "zz_flip_rate", "zz_osc_freq", "zz_osc_share",
-    "zz_osc_amplitude",
-)
+# the flat config's keys (RunConfig's fields with BLAQ's options; other methods' options stay in
+# the run's config, not in columns) and the result's keys (the config's "epochs" is the column)
+CONFIG_COLUMNS = config_keys()
+RESULT_COLUMNS = (*(k for k in RESULT_KEYS if k not in CONFIG_COLUMNS), *ZIGZAG_KEYS)
 DATA_COLUMNS = ("dataset", "stand_in", "data_source", "data_note")
 ENV_COLUMNS = ("code_version", "device", "torch", "threads")
 RUN_COLUMNS = (

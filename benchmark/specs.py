@@ -29,7 +29,7 @@ import pandas as pd
 from benchmark.config import PROFILES, RunConfig, run_id
 from benchmark.errors import UserError
 from benchmark.results import SETTING_KEYS, Rendered, Results
-from benchmark.runsdb import load_runs
+from benchmark.runsdb import CONFIG_COLUMNS, load_runs
 
 KINDS = ("table", "figure")
 _SEEDS = {"smoke": (0,), "quick": (0, 1, 2), "paper": (0, 1, 2)}
@@ -47,22 +47,29 @@ def _check_profile(profile: str) -> None:
         raise UserError(f"unknown profile {profile!r}; choose one of {', '.join(PROFILES)}")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, init=False)
 class Entry:
-    """One setting of a spec's grid; unset fields take the task's and method's defaults."""
+    """One setting of a spec's grid; unset fields take the task's and method's defaults. The
+    method's options are keywords, e.g. ``Entry("mnist-mlp", "blaq", 1, a=0.6, m=5)``."""
 
     task: str
     method: str
     bits: int = 32
     scheme: str = "auto"
-    a: float | None = None
-    m: int | None = None
     lr_schedule: str = "default"
+    options: tuple[tuple[str, object], ...] = ()  # sorted (name, value) pairs, None values dropped
+
+    def __init__(self, task: str, method: str, bits: int = 32, scheme: str = "auto",
+                 lr_schedule: str = "default", **options: object) -> None:
+        for name, value in (("task", task), ("method", method), ("bits", bits), ("scheme", scheme),
+                            ("lr_schedule", lr_schedule),
+                            ("options", tuple(sorted((k, v) for k, v in options.items() if v is not None)))):
+            object.__setattr__(self, name, value)
 
     def config(self, profile: str, seed: int) -> RunConfig:
         return RunConfig(task=self.task, method=self.method, bits=self.bits, scheme=self.scheme,
-                         a=self.a, m=self.m, lr_schedule=self.lr_schedule, profile=profile,
-                         seed=seed)
+                         lr_schedule=self.lr_schedule, profile=profile, seed=seed,
+                         options=dict(self.options))
 
 
 @dataclass(frozen=True, eq=False)
@@ -134,9 +141,7 @@ class Spec:
         return self.renderer(self.results(runs_dir, profile, seeds, out_root))
 
 
-_CONFIG_FROM_GRID = ("task", "method", "bits", "scheme", "a", "m", "blend", "keep_moments",
-                     "lr_schedule", "quantize_first", "quantize_last", "profile", "epochs",
-                     "extra")
+_CONFIG_FROM_GRID = tuple(c for c in CONFIG_COLUMNS if c != "seed")  # the grid has them
 
 SPECS: dict[str, Spec] = {}
 

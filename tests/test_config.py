@@ -55,7 +55,7 @@ def test_run_id_is_md5_of_sorted_key():
         ({"epochs": -1}, "epochs must be a positive integer"),
         ({"epochs": 0}, "epochs must be a positive integer"),
         ({"seed": -3}, "seed"),
-        ({"a": 1.5}, "a must lie in [0, 1]"),
+        ({"a": 1.5}, "a (the BLAQ blend) must lie in [0, 1]"),
         ({"m": 0}, "positive integer"),
         ({"blend": "average"}, "blend must be one of"),
         ({"keep_moments": "both"}, "keep_moments must be one of"),
@@ -93,3 +93,60 @@ def test_editing_a_profile_changes_the_run_id():
     finally:
         TASKS["mnist-mlp"] = task
     assert RunConfig(task="mnist-mlp", profile="quick").run_id == before
+
+
+def _stored_configs():
+    """(run dir, the config it was trained with) for every run of the committed stores."""
+    from pathlib import Path
+
+    from benchmark.store import list_run_dirs, read_run
+
+    repo = Path(__file__).resolve().parents[1]
+    for store in (repo / "tests" / "data" / "store", repo / "results" / "runs-quick"):
+        for run_dir in list_run_dirs(store):
+            record = read_run(run_dir)
+            config = record.info.get("config") or record.config
+            yield run_dir, config
+
+
+def test_run_ids_of_the_committed_stores_are_unchanged():
+    """Every stored run's config hashes to its directory name (the stores are still served)."""
+    checked = 0
+    for run_dir, config in _stored_configs():
+        cfg = RunConfig.from_dict(config)
+        assert cfg.run_id == run_dir.name, run_dir
+        assert cfg.key() == config, run_dir  # the key itself, not only its hash
+        checked += 1
+    assert checked >= 150  # both stores were found (21 + 157 runs when this was written)
+
+
+def test_options_are_the_methods_own_and_given_as_keywords_or_a_dict():
+    as_keywords = RunConfig(method="blaq", a=0.3, m=7, blend="gradient")
+    as_dict = RunConfig(method="blaq", options={"a": 0.3, "m": 7, "blend": "gradient"})
+    assert as_keywords == as_dict and as_keywords.run_id == as_dict.run_id
+    r = as_keywords.resolved()
+    assert r.options == {"a": 0.3, "m": 7, "blend": "gradient", "keep_moments": "blended"}
+    assert (r.a, r.m, r.blend, r.keep_moments) == (0.3, 7, "gradient", "blended")
+    assert RunConfig(method="laq", a=0.3).resolved().options == {}  # another method's: dropped
+    with pytest.raises(UserError, match="method 'blaq' has no option momentum"):
+        RunConfig(method="blaq", momentum=0.9).resolved()
+    with pytest.raises(UserError, match="unknown run setting"):
+        RunConfig.from_dict({"method": "blaq", "momentum": 0.9})
+
+
+def test_blaq_checks_its_options_once_with_one_message_each():
+    """The config and the optimizer say the same thing about the same bad value."""
+    import torch
+
+    from benchmark.quant import BLAQ
+
+    bad = {"a": (1.5, "a (the BLAQ blend) must lie in [0, 1], not 1.5"),
+           "m": (0, "m (the BLAQ period in epochs) must be a positive integer, not 0"),
+           "blend": ("average", "blend must be one of moment, gradient, not 'average'"),
+           "keep_moments": ("both", "keep_moments must be one of blended, current, not 'both'")}
+    for name, (value, message) in bad.items():
+        with pytest.raises(UserError) as from_config:
+            RunConfig(method="blaq", **{name: value}).resolved()
+        with pytest.raises(UserError) as from_optimizer:
+            BLAQ(torch.nn.Linear(2, 2), **{name: value})
+        assert str(from_config.value) == str(from_optimizer.value) == message

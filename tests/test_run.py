@@ -16,7 +16,10 @@ import numpy as np
 import pytest
 import torch
 
+import benchmark.checkpoint as checkpoint_module
+import benchmark.provenance as provenance
 import benchmark.run as run_module
+import benchmark.train as train_module
 from benchmark.config import RunConfig
 from benchmark.errors import UserError
 from benchmark.quant.zigzag import SUMMARY_KEYS
@@ -99,7 +102,7 @@ def test_smoke_profile_of_every_task_records_a_completed_run(task, tmp_path, dat
                                 "threads", "code_version"}
     assert info["env"]["threads"] == 1
     config = json.loads((out.run_dir / "config.json").read_text())
-    fields = dataclasses.asdict(cfg.resolved())
+    fields = cfg.flat()
     assert {k: config[k] for k in fields} == fields
     assert cfg.key()["profile_settings"] == get_task(task).profile("smoke").settings()
     assert config["runs_dir"] == str(store) and config["device"] == "cpu"
@@ -129,17 +132,17 @@ def test_full_precision_run_records_metrics_without_zigzag(tmp_path, data_root):
 
 
 def test_trace_of_a_long_run_is_decimated_to_a_bound():
-    its = run_module.decimated_iterations(12_345, max_points=1000)
+    its = train_module.decimated_iterations(12_345, max_points=1000)
     assert len(its) <= 1000 and its[0] == 1 and its[-1] <= 12_345
     assert set(np.diff(its)) == {16}  # the least power of two that fits
-    assert run_module.decimated_iterations(7, 1000).tolist() == list(range(1, 8))
+    assert train_module.decimated_iterations(7, 1000).tolist() == list(range(1, 8))
 
 
 def test_summarize_picks_the_earliest_best_validation_epoch():
     history = {"val_acc": [50.0, 70.0, 70.0, 60.0], "test_acc": [51.0, 68.0, 72.0, 75.0],
                "train_loss": [1.0, 0.5, 0.4, 0.3], "wall_time": [1.0, 2.0, 3.0, 4.0],
                "zz_cosine": [float("nan"), -0.2, -0.4, float("nan")]}
-    result = run_module.summarize(history)
+    result = train_module.summarize(history)
     assert (result["best_epoch"], result["test_acc"], result["best_val_acc"]) == (2, 68.0, 70.0)
     assert (result["final_test_acc"], result["final_train_loss"], result["train_time_s"]) == (75.0, 0.3, 4.0)
     assert result["zz_cosine"] == pytest.approx(-0.3)  # epochs without a defined value are skipped
@@ -212,17 +215,18 @@ def test_a_run_held_by_another_process_is_busy(tmp_path, data_root):
 
 KILL_AFTER_CHECKPOINT = """
 import os, signal, sys
+import benchmark.checkpoint as c
 import benchmark.run as r
 from benchmark.config import RunConfig
 
-save = r.save_checkpoint
+save = c.save_checkpoint
 
 def save_then_die(path, payload):
     save(path, payload)
     if payload["epoch"] == {epoch}:
         os.kill(os.getpid(), signal.SIGKILL)  # as if killed right after this checkpoint
 
-r.save_checkpoint = save_then_die
+c.save_checkpoint = save_then_die
 r.run_config(RunConfig(**{config!r}), {store!r}, data_root={data!r}, threads=1)
 """
 
@@ -268,17 +272,17 @@ def test_a_killed_run_resumes_to_the_numbers_of_an_uninterrupted_run(tmp_path, d
 def test_an_interrupted_run_resumes_in_process(tmp_path, data_root, monkeypatch):
     cfg = RunConfig(task="mnist-mlp", method="fp", profile="smoke", epochs=3, seed=5)
     store = tmp_path / "runs"
-    save = run_module.save_checkpoint
+    save = checkpoint_module.save_checkpoint
 
     def save_then_interrupt(path, payload):
         save(path, payload)
         if payload["epoch"] == 1:
             raise KeyboardInterrupt  # Ctrl-C right after the first checkpoint
 
-    monkeypatch.setattr(run_module, "save_checkpoint", save_then_interrupt)
+    monkeypatch.setattr(checkpoint_module, "save_checkpoint", save_then_interrupt)
     with pytest.raises(KeyboardInterrupt):
         _run(cfg, store, data_root)
-    monkeypatch.setattr(run_module, "save_checkpoint", save)
+    monkeypatch.setattr(checkpoint_module, "save_checkpoint", save)
     assert read_run(store / cfg.run_id).run["status"] == "INTERRUPTED"
     assert run_status(store, cfg.run_id) == "incomplete"
     assert not lock_path(store, cfg.run_id).exists()  # released on the way out
@@ -474,7 +478,7 @@ def test_command_line_failed_run_exits_1(tmp_path, data_root, capsys, nan_task):
 
 
 def test_code_version_names_the_commit_of_this_checkout():
-    version = run_module.code_version.__wrapped__()  # uncached: HEAD may have moved since
+    version = provenance.code_version.__wrapped__()  # uncached: HEAD may have moved since
     assert re.fullmatch(r"\d+\.\d+\.\d+(\+g[0-9a-f]{4,}(-dirty)?)?", version), version
     if (REPO / ".git").exists():
         head = subprocess.run(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"],
@@ -485,14 +489,14 @@ def test_code_version_names_the_commit_of_this_checkout():
 def test_checkpoint_round_trips_with_weights_only(tmp_path):
     """save_checkpoint writes atomically what torch.load(weights_only=True) reads back."""
     path = tmp_path / "_checkpoints" / "x.pt"
-    payload = {"format": run_module.CHECKPOINT_FORMAT, "run_id": "x", "epoch": 3,
+    payload = {"format": checkpoint_module.CHECKPOINT_FORMAT, "run_id": "x", "epoch": 3,
                "history": {"val_acc": [1.0, 2.0]}, "w": torch.arange(4.0)}
-    run_module.save_checkpoint(path, payload)
+    checkpoint_module.save_checkpoint(path, payload)
     assert [p.name for p in path.parent.iterdir()] == ["x.pt"]
-    loaded = run_module.load_checkpoint(path, "x")
+    loaded = checkpoint_module.load_checkpoint(path, "x")
     assert loaded["epoch"] == 3 and torch.equal(loaded["w"], payload["w"])
-    assert run_module.load_checkpoint(path, "another-run") is None
-    assert run_module.load_checkpoint(tmp_path / "missing.pt", "x") is None
+    assert checkpoint_module.load_checkpoint(path, "another-run") is None
+    assert checkpoint_module.load_checkpoint(tmp_path / "missing.pt", "x") is None
 
 
 # --------------------------------------------------------------------------------------------
@@ -520,13 +524,80 @@ def test_golden_quick_mnist_mlp_blaq_1bit(tmp_path, data_root):
 
 def test_trace_of_an_interrupted_epoch_marks_unread_losses_nan():
     """An interrupt between a step and the read of its loss: the trace is still written."""
-    trace = run_module.make_trace([0.5, 0.25, 0.125], meter=None)
+    trace = train_module.make_trace([0.5, 0.25, 0.125], meter=None)
     np.testing.assert_array_equal(trace["iteration"], [1, 2, 3])
 
     class Meter:
         def pop_trace(self):
             return {"iteration": np.array([1, 3, 5])}
 
-    trace = run_module.make_trace([0.5, 0.25, 0.125, 0.0625], Meter())
+    trace = train_module.make_trace([0.5, 0.25, 0.125, 0.0625], Meter())
     np.testing.assert_array_equal(trace["loss"][:2], [0.5, 0.125])
     assert np.isnan(trace["loss"][2])
+
+
+# --------------------------------------------------------------------------------------------
+# the training loop without Sacred or a store
+
+
+class _Memory(train_module.Recorder):
+    def __init__(self):
+        self.scalars: dict[str, list[tuple[int, float]]] = {}
+        self.info: dict = {}
+        self.traces: list[dict] = []
+
+    def log_scalar(self, name, value, step):
+        self.scalars.setdefault(name, []).append((step, value))
+
+    def note(self, **info):
+        self.info.update(info)
+
+    def save_trace(self, trace):
+        self.traces.append(trace)
+
+
+def _inputs(cfg: RunConfig, data_root: Path, ckpt: Path | None) -> train_module.TrainInputs:
+    cfg = cfg.resolved()
+    task = get_task(cfg.task)
+    profile = task.profile(cfg.profile)
+    data = task.load_data(profile, data_root, seed=cfg.seed)
+    return train_module.TrainInputs(cfg, task, profile, data, torch.device("cpu"), ckpt)
+
+
+def test_the_loop_is_a_function_of_its_inputs_and_matches_the_stored_run(tmp_path, data_root):
+    """train() without Sacred: same numbers and weights as the run store's run, checkpoint resumes."""
+    cfg = RunConfig(task="mnist-mlp", method="blaq", bits=1, m=2, profile="smoke", epochs=3, seed=2)
+    from benchmark.torch_settings import torch_settings
+
+    with torch_settings(torch.device("cpu"), 1):
+        mem = _Memory()
+        result = train_module.train(_inputs(cfg, data_root, None), mem)
+        stored = _run(cfg, tmp_path / "runs", data_root)
+        assert {k: v for k, v in result.items() if k != "train_time_s"} == {
+            k: v for k, v in stored.result.items() if k != "train_time_s"}
+        assert mem.info == {"resumed_from_epoch": 0,
+                            "model_digest": read_run(stored.run_dir).info["model_digest"]}
+        assert [s for s, _ in mem.scalars["val_acc"]] == [1, 2, 3]
+        assert [v for _, v in mem.scalars["val_acc"]] == _values(tmp_path / "runs", cfg.run_id)["val_acc"]
+        assert len(mem.traces) == 1 and len(mem.traces[0]["loss"]) > 0
+        assert not list(tmp_path.glob("*.pt"))  # no checkpoint path: none written
+        # with a checkpoint path: after an interrupt at epoch 2 the next call resumes there
+        ckpt = tmp_path / "x.pt"
+        save = checkpoint_module.save_checkpoint
+
+        def save_then_stop(path, payload):
+            save(path, payload)
+            if payload["epoch"] == 2:
+                raise KeyboardInterrupt
+
+        checkpoint_module.save_checkpoint = save_then_stop
+        try:
+            with pytest.raises(KeyboardInterrupt):
+                train_module.train(_inputs(cfg, data_root, ckpt), _Memory())
+        finally:
+            checkpoint_module.save_checkpoint = save
+        again = _Memory()
+        resumed = train_module.train(_inputs(cfg, data_root, ckpt), again)
+    assert again.info["resumed_from_epoch"] == 2
+    assert again.info["model_digest"] == mem.info["model_digest"]
+    assert resumed["test_acc"] == result["test_acc"]

@@ -204,3 +204,28 @@ def test_the_committed_store_of_real_runs_reads_back():
     metrics = load_metrics(store, done.run_id, ["train_loss", "test_acc"])
     per_run = metrics.groupby(["run_id", "metric"]).step.apply(list)
     assert all(steps == [1, 2] for steps in per_run)  # two smoke epochs, 1-based
+
+
+def test_the_column_lists_are_derived_from_their_sources():
+    """The store's columns follow RunConfig, the methods' options and the loop's result keys."""
+    import dataclasses
+
+    from benchmark import results, runsdb, specs
+    from benchmark.config import RunConfig
+    from benchmark.methods import BLAQOptions
+    from benchmark.quant.zigzag import SUMMARY_KEYS
+    from benchmark.summary import RESULT_KEYS, ZIGZAG_KEYS, summarize
+
+    fields = {f.name for f in dataclasses.fields(RunConfig)} - {"options"}
+    blaq = {f.name for f in dataclasses.fields(BLAQOptions)}
+    assert set(runsdb.CONFIG_COLUMNS) == fields | blaq
+    assert tuple(RunConfig(method="blaq").key())[:-1] == runsdb.CONFIG_COLUMNS  # the key's order
+    assert ZIGZAG_KEYS == SUMMARY_KEYS
+    history = {"val_acc": [1.0], "test_acc": [1.0], "train_loss": [1.0], "wall_time": [1.0],
+               **{k: [0.5] for k in SUMMARY_KEYS}}
+    assert set(summarize(history)) == set(RESULT_KEYS) | set(SUMMARY_KEYS)
+    assert set(runsdb.RESULT_COLUMNS) == (set(RESULT_KEYS) - {"epochs"}) | set(SUMMARY_KEYS)
+    assert set(specs._CONFIG_FROM_GRID) == set(runsdb.CONFIG_COLUMNS) - {"seed"}
+    assert results.SETTING_KEYS == ("task", "method", "bits", "scheme", "a", "m", "lr_schedule",
+                                   "epochs")
+    assert set(results.SETTING_KEYS) <= set(runsdb.CONFIG_COLUMNS)

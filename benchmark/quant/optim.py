@@ -30,6 +30,20 @@ BLENDS = ("moment", "gradient")
 KEEP_MOMENTS = ("blended", "current")
 
 
+def check_blaq_options(a: Any, m: Any, blend: Any, keep_moments: Any) -> tuple[float, int, str, str]:
+    """BLAQ's four settings, checked (the one place: the optimizer and the run config both call
+    it); returns them with ``a`` as a float. UserError with a one-line reason for each."""
+    if isinstance(a, bool) or not isinstance(a, (int, float)) or not 0.0 <= a <= 1.0:
+        raise UserError(f"a (the BLAQ blend) must lie in [0, 1], not {a!r}")
+    if isinstance(m, bool) or not isinstance(m, int) or m < 1:
+        raise UserError(f"m (the BLAQ period in epochs) must be a positive integer, not {m!r}")
+    if blend not in BLENDS:
+        raise UserError(f"blend must be one of {', '.join(BLENDS)}, not {blend!r}")
+    if keep_moments not in KEEP_MOMENTS:
+        raise UserError(f"keep_moments must be one of {', '.join(KEEP_MOMENTS)}, not {keep_moments!r}")
+    return float(a), m, blend, keep_moments
+
+
 def quantizable_weights(
     model: nn.Module, quantize_first: bool = True, quantize_last: bool = True
 ) -> list[nn.Parameter]:
@@ -336,18 +350,9 @@ class BLAQ(LossAwareAdam):
         quantize_last: bool = True,
         zigzag: bool | ZigZagMeter = False,
     ) -> None:
-        if not 0.0 <= a <= 1.0:
-            raise UserError(f"a (the BLAQ blend) must lie in [0, 1], not {a}")
-        if isinstance(m, bool) or not isinstance(m, int) or m < 1:
-            raise UserError(f"m (the BLAQ period in epochs) must be a positive integer, not {m!r}")
-        if blend not in BLENDS:
-            raise UserError(f"blend must be one of {', '.join(BLENDS)}, not {blend!r}")
-        if keep_moments not in KEEP_MOMENTS:
-            raise UserError(
-                f"keep_moments must be one of {', '.join(KEEP_MOMENTS)}, not {keep_moments!r}"
-            )
+        a, m, blend, keep_moments = check_blaq_options(a, m, blend, keep_moments)
         super().__init__(model, scheme, bits, lr, betas, eps, quantize_first, quantize_last, zigzag)
-        self.a = float(a)
+        self.a = a
         self.m = m
         self.blend = blend
         self.keep_moments = keep_moments

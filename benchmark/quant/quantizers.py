@@ -40,6 +40,7 @@ import torch
 from torch import Tensor
 
 from benchmark.errors import UserError
+from benchmark.registry import Registry
 
 Solver = Callable[[Tensor, "Tensor | None", int, "Tensor | None"], "tuple[Tensor, Tensor]"]
 
@@ -92,27 +93,25 @@ class Scheme:
 _SCHEMES: dict[str, Scheme] = {}
 
 
+def _registry() -> Registry[Scheme]:
+    # a view over the module's dict as it is now (a test may swap the dict for a copy)
+    return Registry("quantizer scheme", _SCHEMES, item_type=Scheme)
+
+
 def register_scheme(scheme: Scheme) -> Scheme:
     """Add a scheme to the registry (replacing one of the same name) and return it."""
-    _SCHEMES[scheme.name] = scheme
-    return scheme
+    return _registry().register(scheme)
 
 
 def available_schemes() -> list[str]:
     """The registered scheme names, sorted."""
-    return sorted(_SCHEMES)
+    return _registry().names()
 
 
 def get_scheme(name: str | Scheme) -> Scheme:
-    """Look a scheme up by name; UserError (a ValueError) listing the valid names if unknown."""
-    if isinstance(name, Scheme):
-        return name
-    try:
-        return _SCHEMES[name]
-    except (KeyError, TypeError):
-        raise UserError(
-            f"unknown quantizer scheme {name!r}; choose one of {', '.join(available_schemes())}"
-        ) from None
+    """Look a scheme up by name (a Scheme passes through); UserError (a ValueError) listing the
+    valid names if unknown."""
+    return _registry().get(name)
 
 
 def _check_like(name: str, t: Tensor | None, w: Tensor) -> Tensor | None:

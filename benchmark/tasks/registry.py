@@ -13,12 +13,14 @@ from torch import nn
 from torch.optim import Optimizer
 from torch.optim.lr_scheduler import LRScheduler
 
+from benchmark.config import PROFILES
 from benchmark.errors import UserError
+from benchmark.registry import Registry
 from benchmark.tasks.batches import Data
 from benchmark.tasks.losses import LOSSES, get_loss
 from benchmark.tasks.schedules import Schedule
 
-PROFILE_NAMES = ("smoke", "quick", "paper")
+PROFILE_NAMES = PROFILES  # defined beside the run config, which checks them without torch
 DATA_ROOT_ENV = "BLAQ_DATA_ROOT"
 
 
@@ -130,13 +132,7 @@ def resolve_data_root(data_root: str | Path | None = None) -> Path:
     return Path(os.environ.get(DATA_ROOT_ENV) or "data").expanduser()
 
 
-TASKS: dict[str, Task] = {}
-
-
-def register_task(task: Task) -> Task:
-    """Add a task to the registry (replacing one of the same name) after checking it; returns it."""
-    if not task.name or task.name != task.name.strip():
-        raise UserError(f"a task needs a non-empty name without surrounding spaces, not {task.name!r}")
+def _check_task(task: Task) -> None:
     missing = [p for p in PROFILE_NAMES if p not in task.profiles]
     if missing:
         raise UserError(f"task {task.name!r} lacks profile(s) {', '.join(missing)}; "
@@ -151,14 +147,21 @@ def register_task(task: Task) -> Task:
         raise UserError(f"task {task.name!r} needs at least one lr schedule")
     if len(set(task.lr_schedules)) != len(task.schedules) or "default" in task.lr_schedules:
         raise UserError(f"task {task.name!r}: lr schedule names must be unique and not 'default'")
-    TASKS[task.name] = task
-    return task
 
 
-def get_task(name: str) -> Task:
-    """The registered task of that name; UserError listing the registered names."""
-    try:
-        return TASKS[name]
-    except KeyError:
-        raise UserError(f"unknown task {name!r}; choose one of {', '.join(sorted(TASKS))}") from None
+TASKS: dict[str, Task] = {}
 
+
+def _registry() -> Registry[Task]:
+    # a view over the module's dict as it is now (a test may swap the dict for a copy)
+    return Registry("task", TASKS, item_type=Task, check=_check_task)
+
+
+def register_task(task: Task) -> Task:
+    """Add a task to the registry (replacing one of the same name) after checking it; returns it."""
+    return _registry().register(task)
+
+
+def get_task(name: str | Task) -> Task:
+    """The registered task of that name (a Task passes through); UserError listing the names."""
+    return _registry().get(name)
