@@ -11,10 +11,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from benchmark.cells import TIE_TOL, fmt_mean_std
 from benchmark.cli import MAX_SEEDS, parse_seeds
 from benchmark.config import RunConfig, run_id
 from benchmark.errors import UserError
-from benchmark.cells import TIE_TOL, fmt_mean_std
 from benchmark.train import decimated_iterations, make_trace
 
 # no deadline and no speed health check: a test's verdict must not depend on the machine's load
