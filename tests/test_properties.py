@@ -17,11 +17,6 @@ from benchmark.config import RunConfig, run_id
 from benchmark.errors import UserError
 from benchmark.train import decimated_iterations, make_trace
 
-try:  # the number formats live in benchmark.cells once tables.py is split (issue 11, item 4)
-    from benchmark.cells import TIE_TOL, fmt_mean_std
-except ImportError:
-    from benchmark.tables import TIE_TOL, fmt_mean_std
-
 # no deadline and no speed health check: a test's verdict must not depend on the machine's load
 SETTINGS = settings(max_examples=200, deadline=None,
                     suppress_health_check=[HealthCheck.too_slow])
