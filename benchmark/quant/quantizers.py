@@ -406,17 +406,19 @@ def _score_bound(s1: Tensor, s0: Tensor, r1: Tensor | float, r0: Tensor | float,
     return torch.where(positive, s1, _full(0.0, s1), out=s1)
 
 
-def _bucket_sums(idx: Tensor, x: Tensor | None, nb: int) -> Tensor:
+def _bucket_sums(idx: Tensor, x: Tensor | None, nb: int, ws: Workspace | None = None) -> Tensor:
     """Per-bucket sums of x (counts if None), accumulated in float64.
 
-    Converts in blocks: a float64 copy of a whole 4M-weight tensor is a fresh 32 MB allocation
-    that costs more (page faults) than the sums themselves.
+    Converts in blocks (into one kept block of ``ws`` when given): a float64 copy of a whole
+    4M-weight tensor is a fresh 32 MB allocation that costs more (page faults) than the sums.
     """
     if x is None:
         return torch.bincount(idx, minlength=nb).to(torch.float64)
     out = torch.zeros(nb, dtype=torch.float64, device=idx.device)
+    block = None if ws is None else ws.buffer("block", x, torch.float64, _BLOCK)
     for ids, xs in zip(idx.split(_BLOCK), x.split(_BLOCK), strict=True):
-        out += torch.bincount(ids, xs.to(torch.float64), nb)
+        xs = xs.to(torch.float64) if block is None else block[: xs.numel()].copy_(xs)
+        out += torch.bincount(ids, xs, nb)
     return out
 
 
@@ -438,19 +440,19 @@ def _prune(
     margin = 1e-12 + 16 * a.numel() * 2.0**-53  # relative rounding of the sums and scores
     above1 = above0 = 0.0
     shift = mantissa - _BUCKET_BITS
-    first = ws is not None
+    level_ws = ws  # the first level's scratch (weight-sized) lives in ws
     while a.numel() > _SORT_BELOW:
         bits = a.view(int_type)
         lo_bits, hi_bits = (int(x) for x in torch.aminmax(bits))
         base = max(lo_bits >> shift, (hi_bits >> shift) - _MAX_BUCKETS + 1)
         nb = (hi_bits >> shift) - base + 1
         idx = torch.bitwise_right_shift(
-            bits, shift, out=ws.buffer("idx", bits) if first else None
+            bits, shift, out=None if level_ws is None else level_ws.buffer("idx", bits)
         ).sub_(base).clamp_(min=0)
-        da = None if d is None else torch.mul(d, a, out=ws.buffer("da", a) if first else None)
-        first = False
-        c1 = _bucket_sums(idx, a if d is None else da, nb)
-        c0 = _bucket_sums(idx, d, nb)
+        da = None if d is None else torch.mul(
+            d, a, out=None if level_ws is None else level_ws.buffer("da", a))
+        c1 = _bucket_sums(idx, a if d is None else da, nb, ws)
+        c0 = _bucket_sums(idx, d, nb, ws)
         # s1[j], s0[j]: sum d|w| and sum d over the buckets >= j and above (j = 0..nb)
         s1 = torch.cat((torch.cumsum(c1.flip(0), 0).flip(0), c1.new_zeros(1))).add_(above1)
         s0 = torch.cat((torch.cumsum(c0.flip(0), 0).flip(0), c0.new_zeros(1))).add_(above0)
@@ -471,9 +473,10 @@ def _prune(
         above1, above0 = float(s1[j_hi + 1]), float(s0[j_hi + 1])
         if (j_lo == 0 and j_hi == nb - 1) or shift == 0:  # no progress, or no finer buckets
             if j_lo > 0 or j_hi < nb - 1:
-                a, d = _select(a, d, idx, j_lo, j_hi, int_type)
+                a, d = _select(a, d, idx, j_lo, j_hi, int_type, level_ws)
             break
-        a, d = _select(a, d, idx, j_lo, j_hi, int_type)
+        a, d = _select(a, d, idx, j_lo, j_hi, int_type, level_ws)
+        level_ws = None
         # next level: about 2^11 buckets over the bit range left
         span = (j_hi - j_lo + 1) << shift
         shift = max(0, min(shift - 1, span.bit_length() - _BUCKET_BITS))
@@ -481,12 +484,14 @@ def _prune(
 
 
 def _select(
-    a: Tensor, d: Tensor | None, idx: Tensor, j_lo: int, j_hi: int, int_type: torch.dtype
+    a: Tensor, d: Tensor | None, idx: Tensor, j_lo: int, j_hi: int, int_type: torch.dtype,
+    ws: Workspace | None = None,
 ) -> tuple[Tensor, Tensor | None]:
     """The values (and curvatures) whose bucket index lies in [j_lo, j_hi]."""
     # clearing the sign bit of idx - j_lo makes the negative differences huge: one comparison
     offset = idx.sub_(j_lo).bitwise_and_(torch.iinfo(int_type).max)
-    inside = torch.nonzero(offset <= j_hi - j_lo).flatten()
+    mask = None if ws is None else ws.buffer("inside", offset, torch.bool)
+    inside = torch.nonzero(torch.le(offset, j_hi - j_lo, out=mask)).flatten()
     return a[inside], None if d is None else d[inside]
 
 
@@ -508,7 +513,8 @@ def _lat_exact(w: Tensor, d: Tensor | None, bits: int, init: Tensor | None, ws: 
         cand, dcand, above1, above0 = _prune(af, df, ws)
         if cand.numel() == 0:
             return alpha.zero_(), support.zero_()
-        best_alpha, threshold = _best_prefix(cand, dcand, above1, above0)
+        whole = cand.numel() == af.numel()  # nothing pruned (a small tensor): sizes are fixed
+        best_alpha, threshold = _best_prefix(cand, dcand, above1, above0, ws if whole else None)
     # 1 where |w| >= threshold, else 0
     torch.sub(a, threshold, out=support).sign_().add_(1).clamp_(max=1)
     alpha.copy_(best_alpha)
