@@ -4,7 +4,8 @@
 
 Trains quick-profile runs of the iterative schemes with the spec's stopping rule (the default)
 and with ``rounds`` capped (the warm start carries the convergence to the next step), into the
-run store RUNS_DIR (default ``runs-rounds``). The cap travels in the run config's ``extra``
+run store RUNS_DIR (default ``runs-rounds``; a copy of ``results/runs-quick`` there makes the
+default runs cache hits). One thread, as the committed runs. The cap travels in the run config's ``extra``
 (``{"rounds": k}``), so capped runs have their own run ids and are cached like any other run;
 this script is the "user's own method" that reads it. Prints final test accuracy and training
 time per run and the mean per setting.
@@ -57,7 +58,7 @@ def main(argv: list[str]) -> int:
                 config = RunConfig(task=task, method=method, scheme=scheme, bits=bits,
                                    profile="quick", seed=seed,
                                    extra={} if rounds is None else {"rounds": rounds})
-                outcome = R.run_config(config, args.runs_dir)
+                outcome = R.run_config(config, args.runs_dir, threads=1)
                 run = json.loads((outcome.run_dir / "run.json").read_text())
                 result = run.get("result") or {}
                 rows.append({"task": task, "scheme": scheme, "bits": bits, "rounds": rounds,
