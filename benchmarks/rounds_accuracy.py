@@ -3,12 +3,12 @@
     python benchmarks/rounds_accuracy.py [RUNS_DIR] [--seeds 0 1] [--rounds 1 2]
 
 Trains quick-profile runs of the iterative schemes with the spec's stopping rule (the default)
-and with ``rounds`` capped (the warm start carries the convergence to the next step), into the
-run store RUNS_DIR (default ``runs-rounds``; a copy of ``results/runs-quick`` there makes the
-default runs cache hits). One thread, as the committed runs. The cap travels in the run config's ``extra``
-(``{"rounds": k}``), so capped runs have their own run ids and are cached like any other run;
-this script is the "user's own method" that reads it. Prints final test accuracy and training
-time per run and the mean per setting.
+and with ``rounds`` capped (the warm start carries the convergence to the next step). The
+default runs go to the run store RUNS_DIR (default ``runs-rounds``; a copy of
+``results/runs-quick`` there makes them cache hits), the capped ones to ``RUNS_DIR/rounds-K``:
+the cap is not part of the run config (so not of the run id), and a capped run must never sit
+in a store beside default runs. One thread, as the committed runs. Prints final test accuracy
+and training time per run and the mean per setting.
 """
 
 from __future__ import annotations
@@ -32,12 +32,14 @@ CASES = [("mnist-mlp", "laq", "laq-log", 3), ("mnist-mlp", "laq", "laq-linear", 
 _make_optimizer = R.make_optimizer
 
 
+ROUNDS: list[int | None] = [None]  # the cap of the runs being trained (None: the spec's rule)
+
+
 def _with_rounds(config: RunConfig, model: Any, lr: float) -> Any:
-    """The suite's optimizer, with the round cap from ``config.extra`` (read every step)."""
+    """The suite's optimizer, with the round cap of ``ROUNDS`` (read at every step)."""
     opt = _make_optimizer(config, model, lr)
-    rounds = config.extra.get("rounds")
-    if rounds is not None:
-        opt.rounds = int(rounds)
+    if ROUNDS[0] is not None:
+        opt.rounds = ROUNDS[0]
     return opt
 
 
@@ -56,9 +58,14 @@ def main(argv: list[str]) -> int:
         for rounds in [None, *args.rounds]:
             for seed in args.seeds:
                 config = RunConfig(task=task, method=method, scheme=scheme, bits=bits,
-                                   profile="quick", seed=seed,
-                                   extra={} if rounds is None else {"rounds": rounds})
-                outcome = R.run_config(config, args.runs_dir, threads=1)
+                                   profile="quick", seed=seed)
+                ROUNDS[0] = rounds
+                store = args.runs_dir if rounds is None else args.runs_dir / f"rounds-{rounds}"
+                outcome = R.run_config(config, store, threads=1)
+                if outcome.status in ("failed", "busy"):
+                    print(f"rounds_accuracy: {outcome.run_id} {outcome.status}: {outcome.reason}",
+                          file=sys.stderr)
+                    return 1
                 run = json.loads((outcome.run_dir / "run.json").read_text())
                 result = run.get("result") or {}
                 rows.append({"task": task, "scheme": scheme, "bits": bits, "rounds": rounds,
