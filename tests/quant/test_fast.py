@@ -28,6 +28,7 @@ from benchmark.quant import quantizers as Q
 
 ITERATIVE = [("lat-approx", 2), ("laq-linear", 3), ("laq-linear", 4), ("laq-log", 3), ("laq-log", 4)]
 EVERY = [("bwn", 1), ("twn", 2), ("lab", 1), ("lat-exact", 2), *ITERATIVE]
+STEPPED = [s for s in EVERY if s[1] < 4]  # the optimizer-level tests: one bit width per scheme
 aten = torch.ops.aten
 
 
@@ -322,20 +323,20 @@ def test_the_host_read_guard_catches_every_kind_of_read(probe):
         probe(t)
 
 
-@pytest.mark.parametrize(("scheme", "bits"), EVERY)
+@pytest.mark.parametrize(("scheme", "bits"), STEPPED)
 @pytest.mark.parametrize(("cls", "kwargs"), OPTIMIZERS)
 def test_sync_free_step_reads_nothing_on_the_host(cls, kwargs, scheme, bits):
     """Every scheme, LAQ and BLAQ, with the zig-zag meter: the path a GPU takes (sync_free, the
     default off the CPU) makes no host read inside step(), the first step included."""
     model, opt, x, y = _setup(cls, kwargs, scheme, bits, sync_free=True)
     with no_host_reads() as guard:
-        for _ in range(3):
+        for _ in range(2):
             opt.step(_closure(model, opt, x, y, guard))
     assert any("mul" in c for c in guard.calls)  # the guard saw the step's operations
-    assert opt.zigzag.iteration == 3
+    assert opt.zigzag.iteration == 2
 
 
-def _same_training(cls, kwargs, scheme, bits, steps=4):
+def _same_training(cls, kwargs, scheme, bits, steps=3):
     """(w, b, alpha) of every layer after the same steps with sync_free on and off."""
     out = []
     for sync_free in (False, True):
@@ -347,7 +348,7 @@ def _same_training(cls, kwargs, scheme, bits, steps=4):
     return out
 
 
-@pytest.mark.parametrize(("scheme", "bits"), EVERY)
+@pytest.mark.parametrize(("scheme", "bits"), STEPPED)
 @pytest.mark.parametrize(("cls", "kwargs"), OPTIMIZERS)
 def test_sync_free_training_equals_the_default_on_the_cpu(cls, kwargs, scheme, bits):
     host, device = _same_training(cls, kwargs, scheme, bits)
@@ -387,7 +388,7 @@ class _Allocations(TorchDispatchMode):
 SMALL = 16
 
 
-@pytest.mark.parametrize(("scheme", "bits"), EVERY)
+@pytest.mark.parametrize(("scheme", "bits"), STEPPED)
 @pytest.mark.parametrize(("cls", "kwargs"), OPTIMIZERS)
 @pytest.mark.parametrize("sync_free", [True, False])
 def test_no_allocation_after_the_first_step(cls, kwargs, scheme, bits, sync_free):
@@ -398,13 +399,13 @@ def test_no_allocation_after_the_first_step(cls, kwargs, scheme, bits, sync_free
     opt.step(_closure(model, opt, x, y))
     counter = _Allocations()
     with counter:
-        for _ in range(3):
+        for _ in range(2):
             opt.step(_closure(model, opt, x, y, counter))
     largest = max(p.numel() for p in opt.quantized_params())
     big = [s for s in counter.sizes if s[0] > SMALL]
     if scheme == "lat-exact" and not sync_free:  # buckets and candidates, not weights
         assert all(n < largest // 2 for n, _ in big), sorted(big)[-5:]
-        assert len(big) < 100 * 3
+        assert len(big) < 100 * 2
     else:
         assert not big, big
     assert counter.sizes  # the counter saw the step
