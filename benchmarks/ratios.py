@@ -41,7 +41,7 @@ def steady_allocator() -> bool:
         return False
     m_trim_threshold, m_mmap_threshold = -1, -3
     return bool(libc.mallopt(m_mmap_threshold, 32 << 20)) and bool(
-        libc.mallopt(m_trim_threshold, 1 << 40))
+        libc.mallopt(m_trim_threshold, (1 << 31) - 1))  # C int: 2 GiB - 1
 
 
 def fp_target(kind: str, scheme: str | None) -> float | None:
