@@ -268,10 +268,6 @@ def _signs(w: Tensor, out: Tensor | None = None) -> Tensor:
     return torch.sign(w, out=out).add_(0.5).sign_()
 
 
-def _scalar(x: float, w: Tensor) -> Tensor:
-    return torch.tensor(x, dtype=w.dtype, device=w.device)
-
-
 def _solver(solve_into: Callable[..., tuple[Tensor, Tensor]]) -> Solver:
     """The plain ``solve(w, d, bits, init)`` of a workspace solver: a fresh workspace per call."""
 
