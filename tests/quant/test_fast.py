@@ -466,3 +466,22 @@ def test_cuda_quantizer_matches_the_cpu_host_path(scheme, bits):
         assert b_gpu.is_cuda and a_gpu.shape == ()
         assert (b_gpu.cpu() == b_cpu).float().mean() > 0.99
         assert math.isclose(float(a_gpu), float(a_cpu), rel_tol=1e-2)
+
+
+def test_a_scheme_without_solve_into_is_called_through_solve():
+    """A user's scheme with only ``solve`` (no workspace solver) still drives the optimizer."""
+    calls = []
+
+    def solve(w, d, bits, init):
+        calls.append(init is None)
+        return w.abs().mean(), torch.where(w >= 0, 1.0, -1.0)
+
+    mine = Q.Scheme("mine-binary", (1,), False, solve, lambda bits: (1.0,))
+    model, opt, x, y = _setup(LossAwareAdam, {}, mine, 1)
+    for _ in range(2):
+        opt.step(_closure(model, opt, x, y))
+    n = len(opt.quantized_params())
+    assert calls == [True] * n + [False] * (2 * n)  # the construction, then warm-started steps
+    for p in opt.quantized_params():
+        w = opt.state[p]["w"]
+        torch.testing.assert_close(p.detach(), torch.where(w >= 0, 1.0, -1.0) * w.abs().mean())
