@@ -19,6 +19,11 @@ sum_i d_i (w_i - alpha b_i)^2, with d the diagonal curvature (``None`` means con
   the smallest level (|w / alpha| < 2^-n, as in ternary rounding); see ``_round_log``.
   At 2 bits both are ternary, and ``laq-linear``/``laq-log`` then give ``lat-approx``'s result.
 
+Speed (see ``Workspace`` and ``Scheme.solve_into``): the optimizers call the solvers in a
+workspace kept per layer (no weight-sized allocation after the first call) and, off the CPU,
+sync-free (no host read of a device value; the alternation runs every round and freezes a
+stopped result on the device). Neither changes a result; an optional round cap does.
+
 Conventions shared by all schemes (they are the documented answers to degenerate inputs):
 
 - one alpha per tensor, returned as a 0-dim tensor of w's dtype on w's device;
