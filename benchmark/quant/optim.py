@@ -14,7 +14,7 @@ positive factor on d, and this saves passes over the weights.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -23,7 +23,7 @@ from torch import Tensor, nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
 from benchmark.errors import UserError
-from benchmark.quant.quantizers import Scheme, get_scheme
+from benchmark.quant.quantizers import Scheme, Workspace, get_scheme
 from benchmark.quant.zigzag import ZigZagMeter
 
 BLENDS = ("moment", "gradient")
@@ -69,6 +69,14 @@ class LossAwareAdam(torch.optim.Optimizer):
     ``d = (eps + sqrt(v_hat)) / lr``, ``w <- clip(w - m_hat / d, -1, 1)``, ``w_hat = Q(w; d)``
     with the previous levels as the warm start. ``zigzag=True`` (or a ``ZigZagMeter``) measures
     every step. ``set_epoch`` only records the epoch here; BLAQ acts on it.
+
+    Speed options (the defaults give the spec's results bit for bit): ``rounds`` caps the
+    alternation rounds of the iterative schemes per step (None: the spec's "at most 10 rounds or
+    alpha change below 1e-6"; the previous levels stay the warm start, so a small cap carries the
+    convergence across steps); ``sync_free`` (None: on when the weights are not on the CPU) makes
+    every step free of host reads of device values, so that a GPU step never waits for the
+    device. After the first step a step allocates no tensor of a weight's size: the scratch
+    tensors and the quantizer's workspaces are kept per layer.
     """
 
     def __init__(
@@ -82,6 +90,8 @@ class LossAwareAdam(torch.optim.Optimizer):
         quantize_first: bool = True,
         quantize_last: bool = True,
         zigzag: bool | ZigZagMeter = False,
+        rounds: int | None = None,
+        sync_free: bool | None = None,
     ) -> None:
         if not isinstance(model, nn.Module):
             raise UserError(f"pass the model (an nn.Module), not {type(model).__name__}")
@@ -91,9 +101,15 @@ class LossAwareAdam(torch.optim.Optimizer):
             raise UserError(f"eps must be positive (the curvature must stay > 0), not {eps}")
         if len(betas) != 2 or not all(0.0 <= b < 1.0 for b in betas):
             raise UserError(f"betas must be two numbers in [0, 1), not {betas}")
+        if rounds is not None and (isinstance(rounds, bool) or not isinstance(rounds, int) or rounds < 1):
+            raise UserError(f"rounds (the alternation cap per step) must be a positive integer or None, not {rounds!r}")
+        if sync_free not in (None, True, False):
+            raise UserError(f"sync_free must be True, False or None (automatic), not {sync_free!r}")
         self._scheme = get_scheme(scheme)
         self._scheme.check_bits(bits)
         self.bits = bits
+        self.rounds = rounds
+        self.sync_free = sync_free
         quantized = quantizable_weights(model, quantize_first, quantize_last)
         if not quantized:
             raise UserError(
@@ -131,10 +147,13 @@ class LossAwareAdam(torch.optim.Optimizer):
         self._level_steps = self._scheme.step_count(bits)
         self._batchnorms = [m for m in model.modules() if isinstance(m, _BatchNorm)]
         self._scratch: dict[int, dict[str, Tensor]] = {}
+        self._workspaces: dict[int, Workspace] = {}
+        self._saved_stats: list[tuple[Tensor, Tensor]] | None = None
+        self._others_denom: list[Tensor] | None = None
         with torch.no_grad():
             for p in quantized:
                 w = p.detach().clamp(-1.0, 1.0)
-                alpha, b = self._quantize(w, None, None)
+                alpha, b = self._quantize(p, w, None, None)
                 self.state[p] = {
                     "step": 0,
                     "w": w,
@@ -221,14 +240,24 @@ class LossAwareAdam(torch.optim.Optimizer):
             buf = bufs[name] = torch.empty_like(p, memory_format=torch.preserve_format)
         return buf
 
-    def _quantize(self, w: Tensor, d: Tensor | None, init: Tensor | None) -> tuple[Tensor, Tensor]:
-        """Call the scheme's solver directly: inputs are valid by construction, so skip the checks."""
-        return self._scheme.solve(w, d if self._scheme.loss_aware else None, self.bits, init)
+    def _quantize(
+        self, p: Tensor, w: Tensor, d: Tensor | None, init: Tensor | None
+    ) -> tuple[Tensor, Tensor]:
+        """Call the scheme's solver directly (inputs are valid by construction, so skip the
+        checks), in the layer's workspace when the scheme has a ``solve_into``."""
+        sch = self._scheme
+        d = d if sch.loss_aware else None
+        if sch.solve_into is None:
+            return sch.solve(w, d, self.bits, init)
+        ws = self._workspaces.get(id(p))
+        if ws is None:
+            ws = self._workspaces[id(p)] = Workspace()
+        return sch.solve_into(w, d, self.bits, init, ws, rounds=self.rounds, sync_free=self.sync_free)
 
     def _requantize(self, p: Tensor, d: Tensor) -> None:
         """w_hat = Q(w; d) with the previous levels as warm start, written into the parameter."""
         st = self.state[p]
-        alpha, b = self._quantize(st["w"], d, st["b"])
+        alpha, b = self._quantize(p, st["w"], d, st["b"])
         st["alpha"], st["b"] = alpha, b
         torch.mul(b, alpha, out=p)
 
@@ -273,7 +302,13 @@ class LossAwareAdam(torch.optim.Optimizer):
         torch._foreach_lerp_(ms, grads, 1 - beta1)
         torch._foreach_mul_(vs, beta2)
         torch._foreach_addcmul_(vs, grads, grads, 1 - beta2)
-        denom = torch._foreach_sqrt(vs)
+        denom = self._others_denom
+        if denom is None or len(denom) != len(vs) or any(
+            x.shape != v.shape for x, v in zip(denom, vs, strict=True)
+        ):  # kept across steps: the set of parameters with a gradient rarely changes
+            denom = self._others_denom = [torch.empty_like(v) for v in vs]
+        torch._foreach_copy_(denom, vs)
+        torch._foreach_sqrt_(denom)
         torch._foreach_div_(denom, bc2_sqrts)
         torch._foreach_add_(denom, eps)
         torch._foreach_addcdiv_(params, ms, denom, step_sizes)
@@ -304,6 +339,7 @@ class LossAwareAdam(torch.optim.Optimizer):
         super().load_state_dict(state_dict)
         self.epoch = epoch
         self._scratch.clear()
+        self._workspaces.clear()
         params = self.quantized_params()
         if self.zigzag is not None and meter is not None:
             self.zigzag.load_state_dict(meter, device=params[0].device)
@@ -349,9 +385,12 @@ class BLAQ(LossAwareAdam):
         quantize_first: bool = True,
         quantize_last: bool = True,
         zigzag: bool | ZigZagMeter = False,
+        rounds: int | None = None,
+        sync_free: bool | None = None,
     ) -> None:
         a, m, blend, keep_moments = check_blaq_options(a, m, blend, keep_moments)
-        super().__init__(model, scheme, bits, lr, betas, eps, quantize_first, quantize_last, zigzag)
+        super().__init__(model, scheme, bits, lr, betas, eps, quantize_first, quantize_last, zigzag,
+                         rounds, sync_free)
         self.a = a
         self.m = m
         self.blend = blend
@@ -396,12 +435,12 @@ class BLAQ(LossAwareAdam):
             d = torch.sqrt(v, out=self._buffer(p, "d1")).add_(eps * bc2_sqrt)  # D_t
             trial = self._buffer(p, "trial")
             torch.addcdiv(st["w"], m, d, value=-(lr * bc2_sqrt / bc1), out=trial).clamp_(-1, 1)
-            alpha, b = self._quantize(trial, d, st["b"])
+            alpha, b = self._quantize(p, trial, d, st["b"])
             torch.mul(b, alpha, out=p)
         if self.blend == "moment":
             first_grads = [None] * len(params)  # folded into m_t, v_t: let the memory go
         self.zero_grad(set_to_none=True)  # the first-pass gradients now belong to us alone
-        with _frozen_running_stats(self._batchnorms), torch.enable_grad():
+        with self._frozen_running_stats(), torch.enable_grad():
             closure()
         # backtrack stage, from w_t
         for p, g in zip(params, first_grads, strict=True):
@@ -417,6 +456,24 @@ class BLAQ(LossAwareAdam):
             self._requantize(p, d)
         self._measure(old)
         return loss
+
+    @contextmanager
+    def _frozen_running_stats(self) -> Iterator[None]:
+        """Restore every buffer of the model's batch-norm modules on exit (the trial pass is a
+        look-ahead); the copies are kept from step to step."""
+        bufs = [buf for module in self._batchnorms for buf in module.buffers(recurse=False)]
+        saved = self._saved_stats
+        if saved is None or len(saved) != len(bufs) or any(
+            b is not s[0] or b.shape != s[1].shape for b, s in zip(bufs, saved, strict=True)
+        ):
+            saved = self._saved_stats = [(b, torch.empty_like(b)) for b in bufs]
+        for buf, copy in saved:
+            copy.copy_(buf)
+        try:
+            yield
+        finally:
+            for buf, copy in saved:
+                buf.copy_(copy)
 
     def _backtrack_moment(
         self, p: Tensor, g_trial: Tensor, lr: float, beta1: float, beta2: float, eps: float
@@ -472,14 +529,5 @@ def _bias_corrections(beta1: float, beta2: float, step: int) -> tuple[float, flo
     return 1 - beta1**step, (1 - beta2**step) ** 0.5
 
 
-@contextmanager
-def _frozen_running_stats(modules: Sequence[_BatchNorm]) -> Iterator[None]:
-    """Restore every buffer of the batch-norm modules on exit (the trial pass is a look-ahead)."""
-    saved = [(buf, buf.clone()) for module in modules for buf in module.buffers(recurse=False)]
-    try:
-        yield
-    finally:
-        for buf, copy in saved:
-            buf.copy_(copy)
 
 
