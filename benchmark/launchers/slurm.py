@@ -145,6 +145,9 @@ class SlurmLauncher(Launcher):
     # ---- launching
 
     def launch(self, runs: Sequence[GridRun], ctx: LaunchContext) -> None:
+        if _REPLAYING:
+            raise UserError("a script that submits Slurm jobs must guard its entry point with "
+                            "`if __name__ == '__main__':` (each job imports it again)")
         submitit = _import_submitit()
         if shutil.which("sbatch") is None or shutil.which("sacct") is None:
             raise UserError("--launcher slurm: sbatch and sacct are not on PATH; run on a Slurm "
@@ -315,7 +318,12 @@ class SlurmRun:
 
     def __call__(self) -> dict[str, Any]:
         if self.main_path:
-            _replay_main(self.main_path)
+            try:
+                _replay_main(self.main_path)
+            except BaseException as err:  # SystemExit included: an unguarded main() ran
+                return {"status": "failed",
+                        "reason": f"replaying the main script {self.main_path} (for its "
+                        f"registrations) failed: {type(err).__name__}: {_last_line(err)}"}
         from benchmark.run import run_config
 
         try:
@@ -392,13 +400,21 @@ def _main_script() -> str | None:
     return path if path.endswith(".py") and os.path.exists(path) else None
 
 
+_REPLAYING = False
+
+
 def _replay_main(path: str) -> None:
     import runpy
 
+    global _REPLAYING
     if any(getattr(m, "__file__", None) == path for m in list(sys.modules.values())):
         return
     sys.path.insert(0, os.path.dirname(path))
-    runpy.run_path(path, run_name="__mp_main__")
+    _REPLAYING = True
+    try:
+        runpy.run_path(path, run_name="__mp_main__")
+    finally:
+        _REPLAYING = False
 
 
 def read_records(runs_dir: str | os.PathLike[str]) -> dict[str, dict[str, Any]]:
