@@ -355,6 +355,7 @@ def execute(
     else:
         launcher = make_launcher(launcher, options)
     report.launcher = launcher.name
+    launcher.check(todo)
     open_store(plan.runs_dir, create=True)
     if download:
         fetch_data(todo, data_root)

@@ -91,6 +91,9 @@ class Launcher(abc.ABC):
         """Per run id, where the run goes and what it asks for (the dry run's ``where``)."""
         return {}
 
+    def check(self, runs: Sequence[GridRun]) -> None:
+        """Raise UserError if ``runs`` cannot be launched here (before anything is written)."""
+
     @abc.abstractmethod
     def launch(self, runs: Sequence[GridRun], ctx: LaunchContext) -> None:
         """Start ``runs`` and report each through ``ctx.finished`` (or ``ctx.left`` when not waiting).

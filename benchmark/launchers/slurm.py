@@ -144,14 +144,17 @@ class SlurmLauncher(Launcher):
 
     # ---- launching
 
+    def check(self, runs: Sequence[GridRun]) -> None:
+        _import_submitit()
+        if shutil.which("sbatch") is None or shutil.which("sacct") is None:
+            raise UserError("--launcher slurm: sbatch and sacct are not on PATH; run on a Slurm "
+                            "login node (with accounting: submitit reads job states from sacct)")
+
     def launch(self, runs: Sequence[GridRun], ctx: LaunchContext) -> None:
         if _REPLAYING:
             raise UserError("a script that submits Slurm jobs must guard its entry point with "
                             "`if __name__ == '__main__':` (each job imports it again)")
         submitit = _import_submitit()
-        if shutil.which("sbatch") is None or shutil.which("sacct") is None:
-            raise UserError("--launcher slurm: sbatch and sacct are not on PATH; run on a Slurm "
-                            "login node (with accounting: submitit reads job states from sacct)")
         root = slurm_dir(ctx.runs_dir)
         (root / "jobs").mkdir(parents=True, exist_ok=True)
         watch: dict[str, tuple[GridRun, Any]] = {}
