@@ -93,6 +93,7 @@ class Launcher(abc.ABC):
 
     def check(self, runs: Sequence[GridRun]) -> None:
         """Raise UserError if ``runs`` cannot be launched here (before anything is written)."""
+        return None
 
     @abc.abstractmethod
     def launch(self, runs: Sequence[GridRun], ctx: LaunchContext) -> None:

@@ -329,11 +329,14 @@ class SlurmRun:
                         f"registrations) failed: {type(err).__name__}: {_last_line(err)}"}
         from benchmark.run import run_config
 
+        _interrupt_on_requeue()
         try:
             out = run_config(self.config, self.runs_dir, data_root=self.data_root,
                              device=self.device, threads=self.threads, progress=False)
         except UserError as err:
             return {"status": "failed", "reason": f"bad input: {err}"}
+        except Requeued:
+            sys.exit(-1)  # what submitit's handler does after requeueing the job
         return {"status": out.status, "reason": out.reason}
 
     def checkpoint(self, *args: Any, **kwargs: Any) -> Any:
@@ -341,6 +344,37 @@ class SlurmRun:
         import submitit
 
         return submitit.helpers.DelayedSubmission(self, *args, **kwargs)
+
+
+class Requeued(KeyboardInterrupt):
+    """The job was requeued (preemption, time limit): its run is interrupted, not failed."""
+
+
+def _interrupt_on_requeue() -> None:
+    """Make submitit's requeue (its signal handler ends with sys.exit) interrupt the run.
+
+    submitit's handler requeues the job, then raises SystemExit wherever the run is; the run
+    store would record that as FAILED, and a later invocation would keep it failed while its
+    requeued job trains it. Raised as ``Requeued`` (a KeyboardInterrupt), the run is recorded
+    INTERRUPTED, its lock is released, and the requeued job resumes it. A handler that refuses
+    to requeue (time limit hit too often) raises an ordinary exception: the run is FAILED with it.
+    """
+    import signal
+
+    from submitit.core.job_environment import JobEnvironment
+
+    sig = JobEnvironment._usr_sig()
+    handler = signal.getsignal(sig)
+    if not callable(handler):
+        return
+
+    def on_signal(signum: int, frame: Any) -> None:
+        try:
+            handler(signum, frame)
+        except SystemExit:
+            raise Requeued from None
+
+    signal.signal(sig, on_signal)
 
 
 def _outcome(job: Any, state: str) -> tuple[str, str | None] | None:

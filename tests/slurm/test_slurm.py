@@ -151,7 +151,7 @@ def test_ctrl_c_leaves_the_job_and_a_cancelled_run_resumes_to_the_same_table(
     assert checkpoint_path(gate / "runs", rid).exists()
     (gate / "open").touch()
     again = _cli(gate, *argv, script=SUITE, gate=gate)
-    assert again.returncode == 0, again.stderr
+    assert again.returncode == 0, again.stdout + again.stderr
     assert "1 to run (1 resume)" in again.stdout
     assert _only_record(gate / "runs")[1] != job  # the cancelled job's run was submitted again
     info = read_run(gate / "runs" / rid).info
@@ -176,7 +176,7 @@ def test_a_preempted_run_is_requeued_and_resumes_bit_identical(slurm_cluster, tm
     _wait_for(lambda: _state(high_id) == "COMPLETED", "the high-priority job")
     (gate / "open").touch()
     again = _cli(gate, *argv, script=SUITE, gate=gate)
-    assert again.returncode == 0, again.stderr
+    assert again.returncode == 0, again.stdout + again.stderr
     assert _only_record(gate / "runs")[1] == job  # the same job, requeued: not submitted again
     assert len(_states(job)) >= 2, _states(job)  # sacct: an earlier, requeued run of the job
     info = read_run(gate / "runs" / rid).info
