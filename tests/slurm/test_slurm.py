@@ -171,6 +171,7 @@ def test_a_preempted_run_is_requeued_and_resumes_bit_identical(slurm_cluster, tm
     _wait_for(lambda: (gate / "held").exists(), "the run to reach its second epoch")
     # a job of the high partition that needs every CPU of the node preempts the low one
     high = subprocess.run(["sbatch", "--parsable", "-p", "high", "-c", str(slurm_cluster),
+                           "-o", str(gate / "high-%j.out"),
                            "--wrap", "true"], capture_output=True, text=True, check=True)
     high_id = high.stdout.strip().split(";")[0]
     _wait_for(lambda: _state(high_id) == "COMPLETED", "the high-priority job")
