@@ -429,6 +429,11 @@ def list_text(profile: str = "quick") -> str:
             for p in PROFILES)
         out.append(f"  {t.name:<18} {t.label} ({t.dataset}), a={t.default_a:g} m={t.default_m}")
         out.append(f"      {profs}")
+    from benchmark.launchers import LAUNCHERS
+
+    out.append("\nLaunchers (--launcher; see the README's \"Slurm and every GPU of a node\"):")
+    for entry in LAUNCHERS.values():
+        out.append(f"  {entry.name:<7} {entry.description}")
     out.append("\nProfiles (--profile):")
     for p in PROFILES:
         out.append(f"  {p:<6} {PROFILE_HELP[p]}; default seeds {', '.join(map(str, default_seeds(p)))}")

@@ -43,6 +43,9 @@ def _complete(store, run_id):
 
 def test_registry_has_the_built_ins_and_refuses_unknown_names(capsys):
     assert {"local", "inline", "slurm"} <= set(LAUNCHERS)
+    assert main(["--list"]) == 0
+    listed = capsys.readouterr().out
+    assert all(f"  {e.name:<7} {e.description}" in listed for e in LAUNCHERS.values())
     assert isinstance(make_launcher("local"), LocalLauncher)
     assert make_launcher("slurm", LaunchOptions()).name == "slurm"
     with pytest.raises(UserError, match="unknown launcher 'nope'; known: local, inline, slurm"):
@@ -169,7 +172,8 @@ def test_dry_run_names_the_launcher_and_the_resources_of_each_run(tmp_path, caps
     out = capsys.readouterr().out
     runs = [ln for ln in out.splitlines() if "  run  " in ln and "run id" not in ln]
     assert len(runs) == 6 and all("slurm partition p1, 1 CPU, 3 GB, 60 min" in ln for ln in runs)
-    assert "launcher slurm: 6 jobs (job arrays, at most 2 running per array)" in out
+    assert ("launcher slurm: 6 jobs (job arrays, at most 2 running per array): partition p1, "
+            "1 CPU, 3 GB, 60 min") in out
     assert "2 at a time" in out
     assert main([*argv, "--jobs", "3"]) == 0
     out = capsys.readouterr().out

@@ -134,7 +134,7 @@ class SlurmLauncher(Launcher):
         return max(1, min(len(runs), self.options.slurm.max_parallel or len(runs)))
 
     def describe(self, runs: Sequence[GridRun]) -> str:
-        kinds = sorted({self.resources(r).describe() for r in runs})
+        kinds = sorted({self.resources(r).describe().removeprefix("slurm ") for r in runs})
         par = self.options.slurm.max_parallel
         return (f"slurm: {len(runs)} job{'s' if len(runs) != 1 else ''} (job arrays"
                 + (f", at most {par} running per array" if par else "") + "): " + "; ".join(kinds))
