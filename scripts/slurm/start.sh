@@ -96,17 +96,21 @@ fi
 
 # MariaDB: the accounting database, on 127.0.0.1 only
 chown mysql:mysql "$STATE/mysql"
-mariadb-install-db --user=mysql --datadir="$STATE/mysql" --skip-test-db \
-    --auth-root-authentication-method=socket >"$STATE/mariadb-install.out" 2>&1 \
-    || die "mariadb-install-db failed (see $STATE/mariadb-install.out)"
+if [ ! -d "$STATE/mysql/mysql" ]; then  # a clean stop keeps the database: install it once
+    mariadb-install-db --user=mysql --datadir="$STATE/mysql" --skip-test-db \
+        --auth-root-authentication-method=socket >"$STATE/mariadb-install.out" 2>&1 \
+        || die "mariadb-install-db failed (see $STATE/mariadb-install.out)"
+fi
 start_bg mariadbd mariadbd --user=mysql --datadir="$STATE/mysql" --socket="$STATE/mysql/mysqld.sock" \
     --pid-file="$STATE/mysql/mariadbd.pid" --bind-address=127.0.0.1 --port="$DB_PORT" --skip-log-bin \
     --innodb-buffer-pool-size=64M
 wait_for MariaDB mariadb --socket="$STATE/mysql/mysqld.sock" -e "select 1"
 mariadb --socket="$STATE/mysql/mysqld.sock" <<SQL
 CREATE DATABASE IF NOT EXISTS slurm_acct_db;
-CREATE USER IF NOT EXISTS 'slurm'@'localhost' IDENTIFIED BY '$DB_PASS';
-CREATE USER IF NOT EXISTS 'slurm'@'127.0.0.1' IDENTIFIED BY '$DB_PASS';
+CREATE USER IF NOT EXISTS 'slurm'@'localhost';
+CREATE USER IF NOT EXISTS 'slurm'@'127.0.0.1';
+ALTER USER 'slurm'@'localhost' IDENTIFIED BY '$DB_PASS';
+ALTER USER 'slurm'@'127.0.0.1' IDENTIFIED BY '$DB_PASS';
 GRANT ALL ON slurm_acct_db.* TO 'slurm'@'localhost';
 GRANT ALL ON slurm_acct_db.* TO 'slurm'@'127.0.0.1';
 FLUSH PRIVILEGES;
