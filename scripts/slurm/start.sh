@@ -90,7 +90,8 @@ if ! (munge -n | unmunge) >/dev/null 2>&1; then
     mkdir -p /run/munge /var/log/munge /var/lib/munge
     chown munge:munge /run/munge /var/log/munge /var/lib/munge
     [ -s /etc/munge/munge.key ] || { mungekey --create --keyfile=/etc/munge/munge.key && chown munge:munge /etc/munge/munge.key && chmod 400 /etc/munge/munge.key; }
-    start_bg munged runuser -u munge -- munged --foreground
+    # setpriv execs munged as the munge user (runuser would fork, and its pid would not be munged's)
+    start_bg munged setpriv --reuid=munge --regid=munge --init-groups munged --foreground
     wait_for munged sh -c 'munge -n | unmunge'
 fi
 
