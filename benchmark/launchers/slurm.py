@@ -165,6 +165,8 @@ class SlurmLauncher(Launcher):
                 if run.run_id in live:
                     watch[run.run_id] = (run, live[run.run_id])
                     continue
+                if self._ended_meanwhile(submitit, run, ctx):
+                    continue
                 holder = lease_holder(ctx.runs_dir, run.run_id)
                 if holder is not None:
                     ctx.finished(run, "busy", f"{holder.describe()} is training it")
@@ -198,6 +200,26 @@ class SlurmLauncher(Launcher):
             if state in LIVE and not (state == "UNKNOWN" and now - submitted > UNKNOWN_GRACE_S):
                 live[rid] = job
         return live
+
+    def _ended_meanwhile(self, submitit: Any, run: GridRun, ctx: LaunchContext) -> bool:
+        """Report (and return True for) a run that its recorded job finished since the plan."""
+        from benchmark.store import run_status
+
+        now = run_status(ctx.runs_dir, run.run_id)
+        if now not in ("completed", "failed") or (now == "failed" and run.action == "retry"):
+            return False
+        rec = read_json(record_path(ctx.runs_dir, run.run_id)) or {}
+        outcome = None
+        if rec.get("job_id") and rec.get("folder"):
+            job = submitit.SlurmJob(folder=rec["folder"], job_id=str(rec["job_id"]))
+            outcome = _outcome(job, "COMPLETED") if job.paths.result_pickle.exists() else None
+        if now == "completed":
+            status, reason = "completed" if outcome and outcome[0] == "completed" else "cached", None
+        else:
+            status, reason = "failed", outcome[1] if outcome else "failed meanwhile (see runs show)"
+        where = f"slurm job {rec['job_id']}" if rec.get("job_id") else ""
+        ctx.finished(run, status, reason, where=where)
+        return True
 
     def _submit(self, submitit: Any, runs: Sequence[GridRun], ctx: LaunchContext) -> list[tuple[GridRun, Any]]:
         if not runs:
