@@ -234,3 +234,23 @@ def test_ctrl_c_on_a_terminal_asks_whether_to_leave_or_cancel(answer, cancelled,
     assert calls == ([["scancel", "7"]] if cancelled else [])
     assert ("cancelled 1 Slurm job(s): 7" in err) == cancelled
     assert ("left 1 Slurm job(s) running" in err) == (not cancelled)
+
+
+def test_slurm_reports_a_run_finished_since_the_plan_instead_of_submitting_it(tmp_path):
+    import submitit
+
+    store = open_store(tmp_path / "runs")
+    configs = [RunConfig(task="mnist-mlp", method="fp", profile="smoke", seed=s) for s in range(3)]
+    plan = grid.plan_grid(configs, store)
+    done, failed, todo = plan.runs
+    _complete(store, done.run_id)  # its job (or another invocation) finished it meanwhile
+    (store / failed.run_id).mkdir()
+    (store / failed.run_id / "run.json").write_text(json.dumps({"status": "FAILED"}))
+    report = grid.GridReport(plan)
+    ctx = grid.LaunchContext(plan, report, data_root=None, device="cpu", progress=False, total=3)
+    launcher = SlurmLauncher()
+    assert [launcher._ended_meanwhile(submitit, r, ctx) for r in plan.runs] == [True, True, False]
+    assert [(r.run.run_id, r.status) for r in report.results] == [(done.run_id, "cached"),
+                                                                  (failed.run_id, "failed")]
+    retry = grid.plan_grid(configs, store, retry_failed=True).runs[1]
+    assert retry.action == "retry" and not launcher._ended_meanwhile(submitit, retry, ctx)
