@@ -38,6 +38,8 @@ examples:
   reproduce.py --table 2 3 --figure 4          several at once; shared runs are trained once
   reproduce.py --all --profile smoke --jobs 2  everything, in seconds per run
   reproduce.py --table 6 --dry-run             the grid: cached / to run / failed, and a time estimate
+  reproduce.py --table 3 --launcher slurm --slurm-partition gpu    one Slurm job per run
+  reproduce.py --all --profile paper --launcher slurm --no-wait   submit; the same command later collects
   reproduce.py --table 3 --seeds 5             seeds 0..4;  --seeds 0,3,7 or --seeds 2-4 pick seeds
   reproduce.py --table 5 --profile paper --data-root /data --device cuda   (ImageNet in /data/imagenet)
   reproduce.py runs list --method blaq --status completed
@@ -55,8 +57,17 @@ the grid:
   (and a run id does not include it: each run records its threads), so keep --jobs fixed within
   one store where bitwise-equal reruns and resumes matter.
 
+launchers:
+  --launcher local (default) trains in worker processes on this machine, on its GPUs round-robin;
+  --launcher slurm submits one Slurm job per run (submitit, job arrays) into the same store (on a
+  shared file system), waits with the same progress bar, then renders; with --no-wait it submits
+  and returns, and the same command later shows what is still running and renders when all are
+  done. A run being trained by a live process anywhere (its lease in the store) is never trained
+  twice. See the README's "Slurm and every GPU of a node".
+
 exit status: 0 done, 1 some runs failed or were busy (tables are rendered anyway, with those
-cells marked), 2 bad arguments or store, 130 interrupted.
+cells marked), 2 bad arguments or store, 3 runs still running (--no-wait; nothing rendered
+yet), 130 interrupted.
 """
 
 
@@ -75,6 +86,34 @@ def _positive_int(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be a positive integer, not {value}")
     return value
+
+
+def _non_negative_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a non-negative integer, not {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be a non-negative integer, not {value}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a positive number, not {text!r}") from None
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a positive number, not {text}")
+    return value
+
+
+def _key_value(text: str) -> tuple[str, str]:
+    key, sep, value = text.partition("=")
+    key = key.strip().lstrip("-")
+    if not sep or not key or not value.strip():
+        raise argparse.ArgumentTypeError(f"give KEY=VALUE (an sbatch option without its --), not {text!r}")
+    return key, value.strip()
 
 
 def parse_seeds(text: str) -> tuple[int, ...]:
@@ -142,14 +181,44 @@ def build_parser() -> argparse.ArgumentParser:
                      help="a count N (seeds 0..N-1), a list 0,4,7 or a range 2-4 "
                      "(default: the profile's default seeds, see --list)")
     how.add_argument("--jobs", type=_positive_int, default=None, metavar="N",
-                     help="parallel runs (default: one per CPU core, at most 8; 1 on a GPU)")
+                     help="local launcher: parallel runs (default: one per CPU core, at most 8; "
+                     "on a GPU machine --runs-per-gpu per GPU)")
     how.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
                      help="where runs train (default: auto = cuda if available)")
     how.add_argument("--retry-failed", action="store_true",
                      help="rerun the runs that failed before (by default they stay failed)")
     how.add_argument("--dry-run", action="store_true",
-                     help="print the grid (each run: cached / run / resume / failed) and a time "
-                     "estimate; train nothing, write nothing")
+                     help="print the grid (each run: cached / run / resume / failed, and where it "
+                     "goes), the launcher and a time estimate; train nothing, write nothing")
+    launch = parser.add_argument_group(
+        "launchers", "where the runs train: --launcher local (default: worker processes here), "
+        "inline (one after another in this process) or slurm (one Slurm job per run, submitit)")
+    launch.add_argument("--launcher", default="local", metavar="NAME",
+                        help="local | inline | slurm | one your script registered (default: local)")
+    launch.add_argument("--runs-per-gpu", type=_positive_int, default=1, metavar="R",
+                        help="local, on a GPU machine: runs that share one GPU (default --jobs = "
+                        "GPUs x R; workers are placed on the GPUs round-robin; default 1)")
+    launch.add_argument("--no-wait", action="store_true",
+                        help="slurm: submit and return; run the same command again later to see "
+                        "what is still running, and to render once all are done")
+    launch.add_argument("--slurm-partition", default=None, metavar="P",
+                        help="slurm: the partition (default: the cluster's)")
+    launch.add_argument("--slurm-time", type=_positive_int, default=None, metavar="MIN",
+                        help="slurm: time limit per run in minutes, at least 60 (default: from the "
+                        "task profile's estimate; a run that hits it is requeued and resumes)")
+    launch.add_argument("--slurm-gpus-per-run", type=_non_negative_int, default=None, metavar="N",
+                        help="slurm: GPUs per run (default: 1 for the paper profile of the conv "
+                        "nets, else 0)")
+    launch.add_argument("--slurm-cpus-per-run", type=_positive_int, default=None, metavar="N",
+                        help="slurm: CPUs per run, also its torch threads (default: 1; 4 with a GPU)")
+    launch.add_argument("--slurm-mem", type=_positive_float, default=None, metavar="GB",
+                        help="slurm: memory per run in GB (default: the cluster's per-CPU default)")
+    launch.add_argument("--slurm-max-parallel", type=_positive_int, default=None, metavar="N",
+                        help="slurm: jobs of one array running at once (default: no limit)")
+    launch.add_argument("--slurm-opt", type=_key_value, action="append", default=[],
+                        metavar="KEY=VALUE",
+                        help="slurm: any other sbatch option, e.g. --slurm-opt account=proj "
+                        "--slurm-opt qos=high (repeatable)")
     where = parser.add_argument_group("where")
     where.add_argument("--runs-dir", default="runs", metavar="DIR",
                        help="the run store (default: runs)")
@@ -213,27 +282,27 @@ def _reproduce(args: argparse.Namespace) -> int:
 
     specs = _selected_specs(args)
     device = _check_device(args.device)
-    jobs = args.jobs or grid.default_jobs(device)
     _check_out_dir(Path(args.out_dir))
+    launcher = grid.make_launcher(args.launcher, _launch_options(args, device))
     configs = grid.expand(specs, args.profile, args.seeds)
     plan = grid.plan_grid(configs, args.runs_dir, retry_failed=args.retry_failed)
-    threads = grid.threads_per_job(jobs)
     names = ", ".join(s.key for s in specs)
     if args.dry_run:
-        print(_dry_run_text(plan, names, jobs, threads, args))
+        print(_dry_run_text(plan, names, launcher, args))
         return 0
     counts = plan.counts()
     print(f"{names} ({args.profile}): {counts['total']} runs, {counts['cached']} cached, "
           f"{len(plan.to_run)} to run ({counts['resume']} resume), {counts['failed']} failed"
-          + (f"; {min(jobs, len(plan.to_run))} jobs x {threads} thread{'s' if threads > 1 else ''}"
-             if plan.to_run else ""),
+          + (f"; {launcher.describe(plan.to_run)}" if plan.to_run else ""),
           flush=True)
-    report = grid.execute(plan, jobs=jobs, threads=threads, data_root=args.data_root,
-                          device=device, download=args.download, progress=True)
+    report = grid.execute(plan, data_root=args.data_root, device=device, download=args.download,
+                          progress=True, launcher=launcher)
     if plan.to_run:
-        print(f"grid done in {_duration(report.seconds)}: {report.count('completed')} completed, "
+        print(f"grid {'done' if report.done else 'submitted'} in {_duration(report.seconds)}: "
+              f"{report.count('completed')} completed, "
               f"{report.count('failed')} failed, {report.count('busy')} busy, "
-              f"{counts['cached'] + report.count('cached')} cached", flush=True)
+              f"{counts['cached'] + report.count('cached')} cached"
+              + (f", {len(report.left)} still running" if report.left else ""), flush=True)
     failures = report.failures()
     if failures:
         print(f"{len(failures)} failed run(s) (their cells say so; --retry-failed reruns them; "
@@ -245,6 +314,12 @@ def _reproduce(args: argparse.Namespace) -> int:
         print(f"{len(busy)} busy run(s) (another process is training them; rerun when it is done):")
         for run in busy:
             print(f"  {run.run_id}  {run.label}")
+    if report.left:
+        print(f"{len(report.left)} run(s) still queued or running (--no-wait); run the same "
+              f"command again to see them, and to render once all are done:")
+        for run, where in report.left:
+            print(f"  {run.run_id}  {run.label}  [{where}]")
+        return 3
     for spec in specs:
         started = time.monotonic()
         rendered = spec.render(args.runs_dir, args.profile, args.seeds, args.out_dir)
@@ -259,6 +334,17 @@ def _check_out_dir(out: Path) -> None:
     for folder in (out, out / "tables", out / "figures"):
         if folder.exists() and not folder.is_dir():
             raise UserError(f"--out-dir: {folder} is a file, not a folder; give another --out-dir")
+
+
+def _launch_options(args: argparse.Namespace, device: str) -> Any:
+    from benchmark.launchers import LaunchOptions, SlurmOptions
+
+    slurm = SlurmOptions(partition=args.slurm_partition, time_min=args.slurm_time,
+                         gpus_per_run=args.slurm_gpus_per_run, cpus_per_run=args.slurm_cpus_per_run,
+                         mem_gb=args.slurm_mem, max_parallel=args.slurm_max_parallel,
+                         opts=tuple(args.slurm_opt))
+    return LaunchOptions(jobs=args.jobs, device=device, runs_per_gpu=args.runs_per_gpu,
+                         wait=not args.no_wait, slurm=slurm)
 
 
 def _check_device(device: str) -> str:
@@ -280,16 +366,18 @@ def _duration(seconds: float) -> str:
     return f"{seconds / 3600:.1f} h"
 
 
-def _dry_run_text(plan: Plan, names: str, jobs: int, threads: int, args: argparse.Namespace) -> str:
+def _dry_run_text(plan: Plan, names: str, launcher: Any, args: argparse.Namespace) -> str:
     from benchmark import grid
 
     est = grid.estimate_seconds(plan.to_run, plan.runs_dir)
-    rows = [("run id", "action", "run", "est")]
+    where = launcher.placement(plan.to_run)
+    rows = [("run id", "action", "run", "est", "where")]
     for r in plan.runs:
         seconds = est.get(r.run_id)
         rows.append((r.run_id, r.action, r.label,
-                     f"{_duration(seconds[0])} ({seconds[1]})" if seconds else ""))
-    widths = [max(len(row[i]) for row in rows) for i in range(3)]
+                     f"{_duration(seconds[0])} ({seconds[1]})" if seconds else "",
+                     where.get(r.run_id, "")))
+    widths = [max(len(row[i]) for row in rows) for i in range(4)]
     lines = [f"dry run: {names}, profile {args.profile}, store {plan.runs_dir}"]
     lines += ["  " + "  ".join(c.ljust(w) for c, w in zip(row, [*widths, 0], strict=True)).rstrip()
               for row in rows]
@@ -297,17 +385,18 @@ def _dry_run_text(plan: Plan, names: str, jobs: int, threads: int, args: argpars
     lines.append(f"{c['total']} runs: {c['cached']} cached, {c['run']} to run, {c['resume']} to "
                  f"resume, {c['retry']} failed to retry, {c['failed']} failed (kept; "
                  f"--retry-failed reruns them)")
+    if plan.to_run:
+        lines.append(f"launcher {launcher.describe(plan.to_run)}")
     if plan.to_run and not est:
         lines.append("estimate: none (no past runs of these settings in the store, and the task "
                      "profiles give no est_seconds)")
     elif plan.to_run:
         total = sum(s for s, _ in est.values())
-        workers = min(jobs, len(plan.to_run))
+        slots = launcher.slots(plan.to_run)
         unknown = len(plan.to_run) - len(est)
-        lines.append(f"estimate: {_duration(total)} of runs; with {workers} jobs x {threads} "
-                     f"thread{'s' if threads > 1 else ''} about {_duration(total / workers)} "
-                     f"(per-run times from past runs in the store where there are some, else the "
-                     f"task profiles' single-thread est_seconds)"
+        lines.append(f"estimate: {_duration(total)} of runs; {slots} at a time, about "
+                     f"{_duration(total / slots)} (per-run times from past runs in the store where "
+                     f"there are some, else the task profiles' single-thread est_seconds)"
                      + (f"; {unknown} runs without an estimate" if unknown else ""))
     lines.append("nothing was trained or written (dry run)")
     return "\n".join(lines)
@@ -340,6 +429,11 @@ def list_text(profile: str = "quick") -> str:
             for p in PROFILES)
         out.append(f"  {t.name:<18} {t.label} ({t.dataset}), a={t.default_a:g} m={t.default_m}")
         out.append(f"      {profs}")
+    from benchmark.launchers import LAUNCHERS
+
+    out.append("\nLaunchers (--launcher; see the README's \"Slurm and every GPU of a node\"):")
+    for entry in LAUNCHERS.values():
+        out.append(f"  {entry.name:<7} {entry.description}")
     out.append("\nProfiles (--profile):")
     for p in PROFILES:
         out.append(f"  {p:<6} {PROFILE_HELP[p]}; default seeds {', '.join(map(str, default_seeds(p)))}")

@@ -1,4 +1,4 @@
-"""Table and figure specs -> run configs -> run ids -> a local executor over the run store.
+"""Table and figure specs -> run configs -> run ids -> a launcher that trains what is missing.
 
 A grid is the union of the run configs of the requested specs, deduplicated by run id. Each run
 id is looked up in the store: completed runs are reused ("cached"), missing ones run, incomplete
@@ -6,34 +6,27 @@ ones (interrupted or killed) resume from their last checkpoint, and failed ones 
 failed unless ``retry_failed`` is set (a failure such as a diverging loss is deterministic for a
 config and a seed, so retrying it by default would only repeat it).
 
-The executor runs the configs in ``jobs`` long-lived worker processes (spawned, so each has its
-own torch with ``threads`` intra-op threads, and training imports are paid once per worker, not
-once per run). The parent owns Ctrl-C: it stops the workers, each of which interrupts its run the
-way Ctrl-C interrupts a single run (the run store marks it interrupted and keeps its checkpoint),
-so a second invocation reuses what completed and resumes what was interrupted. A worker also
-stops its run when its parent dies (Linux), so a killed grid leaves no orphan training behind.
+``execute`` hands the runs to a launcher chosen by name (benchmark.launchers: ``local``, the
+default, a pool of spawned workers on this machine; ``inline``; ``slurm``; or a user's own) and
+owns what is common to all of them: the progress bar (done / cached / failed / running /
+pending, time left), one line per finished run, and the report.
 """
 
 from __future__ import annotations
 
-import contextlib
 import os
-import signal
 import sys
-import threading
 import time
-from collections import deque
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from multiprocessing import connection, get_context
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from benchmark.config import RunConfig
-from benchmark.errors import UserError
 from benchmark.store import check_store, open_store, run_status
 
-STOP_GRACE_S = 60.0  # how long a stopped worker may take to record its interrupted run
+if TYPE_CHECKING:
+    from benchmark.launchers import Launcher, LaunchOptions
 
 
 class _SpecLike(Protocol):
@@ -177,15 +170,15 @@ def available_cores() -> int:
         return max(1, os.cpu_count() or 1)
 
 
-def default_jobs(device: str) -> int:
-    """Parallel runs by default: one per core on the CPU (at most 8), one on a GPU."""
-    if device == "cuda":
-        return 1
-    if device == "auto":
-        import torch
+def default_jobs(device: str, runs_per_gpu: int = 1) -> int:
+    """Parallel runs of the local launcher by default: one per core on the CPU (at most 8), and
+    ``runs_per_gpu`` per visible GPU on a GPU machine (``device`` cuda or auto)."""
+    from benchmark.launchers.local import visible_gpus
 
-        if torch.cuda.is_available():
-            return 1
+    if device in ("cuda", "auto"):
+        gpus = visible_gpus(device)
+        if gpus or device == "cuda":
+            return max(1, len(gpus)) * runs_per_gpu
     return min(available_cores(), 8)
 
 
@@ -200,12 +193,16 @@ def threads_per_job(jobs: int) -> int:
 
 @dataclass(frozen=True)
 class RunResult:
-    """What happened to one run the executor started: completed, cached, failed or busy."""
+    """What happened to one run the executor started: completed, cached, failed or busy.
+
+    ``where`` says where it ran when the launcher knows (a GPU, a Slurm job), else "".
+    """
 
     run: GridRun
     status: str
     reason: str | None
     seconds: float
+    where: str = ""
 
 
 @dataclass
@@ -215,6 +212,8 @@ class GridReport:
     plan: Plan
     results: list[RunResult] = field(default_factory=list)
     seconds: float = 0.0
+    left: list[tuple[GridRun, str]] = field(default_factory=list)  # still running (not waited for)
+    launcher: str = ""
 
     def count(self, status: str) -> int:
         return sum(r.status == status for r in self.results)
@@ -235,6 +234,11 @@ class GridReport:
     def busy(self) -> list[GridRun]:
         return [r.run for r in self.results if r.status == "busy"]
 
+    @property
+    def done(self) -> bool:
+        """True when no run of the grid is left running elsewhere (``--no-wait``)."""
+        return not self.left
+
 
 def fetch_data(runs: Iterable[GridRun], data_root: str | Path | None = None) -> None:
     """Download each dataset the runs need, once, in this process, before the workers start.
@@ -248,260 +252,118 @@ def fetch_data(runs: Iterable[GridRun], data_root: str | Path | None = None) -> 
         get_task(task).load_data(profile, data_root, download=True)
 
 
+class LaunchContext:
+    """What a launcher gets from the grid: where the runs go, and where their outcomes go.
+
+    ``finished(run, status, reason)`` reports a run's outcome (completed | cached | failed |
+    busy); ``status(running=, pending=)`` the launcher's current counts for the progress bar;
+    ``left(run, where)`` a run left running elsewhere (``--no-wait``), reported as still running.
+    """
+
+    def __init__(self, plan: Plan, report: GridReport, *, data_root: str | Path | None,
+                 device: str, progress: bool, total: int) -> None:
+        from tqdm import tqdm
+
+        self.plan = plan
+        self.runs_dir = plan.runs_dir
+        self.data_root = data_root
+        self.device = device
+        self.report = report
+        self.progress = progress
+        self.total = total
+        self.running = 0
+        self.pending = total
+        self._started: dict[str, float] = {}
+        self._cached = plan.counts()["cached"]
+        self._failed = plan.counts()["failed"]
+        self._tqdm = tqdm
+        self.bar = tqdm(total=total, desc="runs", unit="run", file=sys.stderr, disable=not progress,
+                        dynamic_ncols=True, mininterval=0.5)
+        self.bar.set_postfix_str(self._postfix())
+
+    def _postfix(self) -> str:
+        r = self.report
+        return (f"done {r.count('completed')}, cached {self._cached + r.count('cached')}, "
+                f"failed {r.count('failed') + self._failed}, running {self.running}, "
+                f"pending {self.pending}")
+
+    def status(self, *, running: int, pending: int) -> None:
+        if (running, pending) != (self.running, self.pending):
+            self.running, self.pending = running, pending
+            self.bar.set_postfix_str(self._postfix())
+
+    def finished(self, run: GridRun, status: str, reason: str | None, *,
+                 seconds: float | None = None, where: str = "") -> None:
+        result = RunResult(run, status, reason, 0.0 if seconds is None else seconds, where)
+        self.report.results.append(result)
+        self.bar.set_postfix_str(self._postfix(), refresh=False)
+        self.bar.update(1)
+        if self.progress:
+            why = f"  ({reason})" if reason and status != "completed" else ""
+            at = f"  [{where}]" if where else ""
+            self._tqdm.write(f"[{len(self.report.results):>{len(str(self.total))}}/{self.total}] "
+                             f"{status:<9} {run.run_id}  {run.label}  {result.seconds:.1f} s{at}{why}",
+                             file=sys.stderr)
+
+    def left(self, run: GridRun, where: str) -> None:
+        self.report.left.append((run, where))
+
+    def close(self) -> None:
+        self.bar.close()
+
+
+def make_launcher(launcher: str | Launcher = "local", options: LaunchOptions | None = None,
+                  **kwargs: Any) -> Launcher:
+    """The launcher named ``launcher`` (see benchmark.launchers), built from ``options`` or from
+    LaunchOptions fields given as keywords (``jobs=``, ``threads=``, ``device=``, ...)."""
+    from benchmark.launchers import LaunchOptions
+    from benchmark.launchers import make_launcher as build
+
+    if options is None:
+        options = LaunchOptions(**kwargs)
+    return build(launcher, options)
+
+
 def execute(
     plan: Plan,
     *,
-    jobs: int,
+    jobs: int | None = None,
     threads: int | None = None,
     data_root: str | Path | None = None,
     device: str = "auto",
     download: bool = False,
     progress: bool = True,
+    launcher: str | Launcher = "local",
+    options: LaunchOptions | None = None,
 ) -> GridReport:
-    """Run the plan's missing, incomplete (and retried) runs in ``jobs`` worker processes.
+    """Train the plan's missing, incomplete (and retried) runs through ``launcher``.
 
-    With ``download``, the datasets are fetched first, here (see ``fetch_data``). With ``progress``, a tqdm bar over the grid and one line per finished run go to stderr.
-    Ctrl-C (KeyboardInterrupt) stops the workers, whose runs are recorded as interrupted and
-    resume on the next call, and is re-raised.
+    ``options`` (benchmark.launchers.LaunchOptions) configure the launcher; without them
+    ``jobs``, ``threads`` and ``device`` do (the local launcher's worker count and threads).
+    With ``download``, the datasets are fetched first, here (see ``fetch_data``). With
+    ``progress``, a tqdm bar over the grid and one line per finished run go to stderr.
+    Ctrl-C (KeyboardInterrupt) is the launcher's to handle (the local one stops its workers,
+    whose runs are recorded as interrupted and resume on the next call), and is re-raised.
     """
-    from tqdm import tqdm
-
-    todo = deque(plan.to_run)
+    todo = list(plan.to_run)
     report = GridReport(plan)
     start = time.monotonic()
     if not todo:
         return report
+    if options is None:
+        launcher = make_launcher(launcher, jobs=jobs, threads=threads, device=device)
+    else:
+        launcher = make_launcher(launcher, options)
+    report.launcher = launcher.name
+    launcher.check(todo)
     open_store(plan.runs_dir, create=True)
     if download:
         fetch_data(todo, data_root)
-    threads = threads if threads is not None else threads_per_job(jobs)
-    run_kwargs = {"runs_dir": str(plan.runs_dir), "data_root": None if data_root is None else str(data_root),
-                  "device": device, "download": False}
-    counts = plan.counts()
-    total = len(todo)
-    bar = tqdm(total=total, desc="runs", unit="run", file=sys.stderr, disable=not progress,
-               dynamic_ncols=True, mininterval=0.5)
-
-    def postfix() -> str:
-        return (f"done {report.count('completed')}, cached {counts['cached'] + report.count('cached')}, "
-                f"failed {report.count('failed') + counts['failed']}")
-
-    bar.set_postfix_str(postfix())
-
-    def note(result: RunResult) -> None:
-        report.results.append(result)
-        bar.set_postfix_str(postfix(), refresh=False)
-        bar.update(1)
-        if progress:
-            why = f"  ({result.reason})" if result.reason and result.status != "completed" else ""
-            tqdm.write(f"[{len(report.results):>{len(str(total))}}/{total}] {result.status:<9} "
-                       f"{result.run.run_id}  {result.run.label}  {result.seconds:.1f} s{why}",
-                       file=sys.stderr)
-
-    pool = _WorkerPool(threads, run_kwargs)
+    ctx = LaunchContext(plan, report, data_root=data_root, device=device, progress=progress,
+                        total=len(todo))
     try:
-        pool.run(min(jobs, total), todo, note)
-        pool.close()
-    except BaseException:
-        pool.stop()
-        raise
+        launcher.launch(todo, ctx)
     finally:
-        bar.close()
+        ctx.close()
         report.seconds = time.monotonic() - start
     return report
-
-
-@dataclass
-class _Worker:
-    process: Any
-    conn: connection.Connection
-    ready: bool = False
-    run: GridRun | None = None
-    started: float = 0.0
-
-
-class _WorkerPool:
-    """Long-lived spawned worker processes, each running one config at a time.
-
-    Protocol on each worker's pipe: the parent sends a RunConfig (or None: exit); the worker
-    sends ``{"ready": True}`` once it has imported the run module, then one dict per config:
-    ``{"status", "reason"}`` (completed | cached | failed | busy), or ``{"user_error": msg}``
-    for bad input, which stops the grid; ``{"error": msg}`` if it cannot start at all.
-    """
-
-    def __init__(self, threads: int, run_kwargs: dict[str, Any]) -> None:
-        self.ctx = get_context("spawn")
-        self.threads = threads
-        self.run_kwargs = run_kwargs
-        self.workers: list[_Worker] = []
-
-    def _start(self) -> _Worker:
-        parent_end, child_end = self.ctx.Pipe()
-        process = self.ctx.Process(
-            target=_worker_main, args=(child_end, os.getpid(), self.threads, self.run_kwargs),
-            name="blaq-grid-worker", daemon=False)
-        with _sigint_ignored():  # the child starts with Ctrl-C ignored: it is the parent's to handle
-            process.start()
-        child_end.close()
-        return _Worker(process, parent_end)
-
-    def run(self, size: int, todo: deque[GridRun], note: Any) -> None:
-        """Start ``size`` workers and hand out configs until all are done, calling ``note(RunResult)``."""
-        for _ in range(size):
-            self.workers.append(self._start())
-            self._assign(self.workers[-1], todo)
-        while any(w.run is not None for w in self.workers):
-            busy = [w for w in self.workers if w.run is not None]
-            ready = connection.wait([w.conn for w in busy] + [w.process.sentinel for w in busy])
-            for w in busy:
-                msg = _receive(w.conn) if w.conn in ready else None
-                if msg is None and w.process.sentinel in ready:
-                    msg = _receive(w.conn)  # a message sent just before it exited comes first
-                if msg is not None:
-                    self._handle(w, msg, todo, note)
-                elif w.process.sentinel in ready:
-                    self._died(w, todo, note)
-
-    def _handle(self, w: _Worker, msg: dict[str, Any], todo: deque[GridRun], note: Any) -> None:
-        if "ready" in msg:
-            w.ready = True
-            w.started = time.monotonic()  # a run's time does not include its worker's start-up
-        elif "error" in msg:
-            raise UserError(f"a grid worker could not start: {msg['error']}")
-        elif "user_error" in msg:
-            raise UserError(msg["user_error"])
-        else:
-            note(RunResult(w.run, msg["status"], msg.get("reason"), time.monotonic() - w.started))
-            self._assign(w, todo)
-
-    def _died(self, w: _Worker, todo: deque[GridRun], note: Any) -> None:
-        w.process.join()
-        how = _describe_exit(w.process.exitcode)
-        w.conn.close()
-        if not w.ready:
-            raise UserError(
-                f"a grid worker process exited while starting ({how}); a script that calls "
-                "benchmark.grid.execute must guard its entry point with `if __name__ == '__main__':`")
-        note(RunResult(w.run, "failed", f"worker process died ({how})", time.monotonic() - w.started))
-        if todo:  # replace it and carry on with the rest of the grid
-            self.workers[self.workers.index(w)] = nw = self._start()
-            self._assign(nw, todo)
-        else:
-            w.run = None
-
-    def _assign(self, w: _Worker, todo: deque[GridRun]) -> None:
-        w.run = todo.popleft() if todo else None
-        w.started = time.monotonic()
-        # a worker that died meanwhile closed its pipe: its sentinel reports it, with this run
-        with contextlib.suppress(OSError):
-            w.conn.send(None if w.run is None else w.run.config)
-
-    def close(self) -> None:
-        """Wait for the idle workers to exit (each was sent None)."""
-        for w in self.workers:
-            w.process.join(timeout=STOP_GRACE_S)
-            if w.process.is_alive():
-                w.process.kill()
-                w.process.join()
-
-    def stop(self) -> None:
-        """Interrupt every worker's run (recorded as interrupted, resumable) and wait for them."""
-        for w in self.workers:
-            if w.process.is_alive():
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(w.process.pid, signal.SIGTERM)
-        deadline = time.monotonic() + STOP_GRACE_S
-        try:
-            for w in self.workers:
-                w.process.join(timeout=max(0.0, deadline - time.monotonic()))
-        finally:
-            for w in self.workers:
-                if w.process.is_alive():
-                    w.process.kill()
-                    w.process.join()
-
-
-def _receive(conn: connection.Connection) -> dict[str, Any] | None:
-    """The next message on a worker's pipe, or None when there is none (or the pipe closed)."""
-    try:
-        return conn.recv() if conn.poll() else None
-    except (EOFError, OSError):
-        return None
-
-
-def _describe_exit(code: int | None) -> str:
-    if code is not None and code < 0:
-        with contextlib.suppress(ValueError):
-            return f"killed by {signal.Signals(-code).name}"
-    return f"exit code {code}"
-
-
-@contextlib.contextmanager
-def _sigint_ignored() -> Iterator[None]:
-    """Ignore SIGINT while a child is spawned, so it inherits the ignored disposition."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGINT, previous)
-
-
-def _interrupt(signum: int, frame: Any) -> None:
-    raise KeyboardInterrupt
-
-
-def _die_with_parent(parent_pid: int) -> None:
-    """Ask Linux to send this process SIGTERM when its parent dies (best effort elsewhere)."""
-    with contextlib.suppress(Exception):
-        import ctypes
-
-        pr_set_pdeathsig = 1
-        ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)
-    if os.getppid() != parent_pid:  # the parent died before the request took effect
-        raise KeyboardInterrupt
-
-
-def _worker_main(conn: connection.Connection, parent_pid: int, threads: int,
-                 run_kwargs: dict[str, Any]) -> None:
-    """A worker process: run the configs the parent sends, one at a time, and send back outcomes.
-
-    Its output goes to /dev/null (each run's own output is captured in its run directory).
-    SIGTERM, from the parent or from the parent's death, interrupts the run in progress.
-    """
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, _interrupt)
-    devnull = os.open(os.devnull, os.O_WRONLY)
-    os.dup2(devnull, 1)
-    os.dup2(devnull, 2)
-    from tqdm import tqdm
-
-    # tqdm's default lock is a named semaphore (a resource the exit below would leak); a worker
-    # shares no progress bar with other processes, so a thread lock does
-    tqdm.set_lock(threading.RLock())
-    try:
-        _die_with_parent(parent_pid)
-        try:
-            from benchmark.run import run_config
-        except Exception as err:
-            conn.send({"error": f"cannot import benchmark.run: {type(err).__name__}: {err}"})
-            os._exit(1)
-        conn.send({"ready": True})
-        while (config := conn.recv()) is not None:
-            try:
-                out = run_config(config, threads=threads, progress=False, **run_kwargs)
-                msg = {"status": out.status, "reason": out.reason}
-            except UserError as err:
-                msg = {"user_error": str(err)}
-            except Exception as err:  # one broken run must not stop the grid: report it
-                text = str(err).strip().splitlines()
-                msg = {"status": "failed",
-                       "reason": f"{type(err).__name__}: {text[-1] if text else ''}".rstrip(": ")}
-            conn.send(msg)
-    except (KeyboardInterrupt, EOFError, OSError):
-        pass
-    # Skip the interpreter's teardown of torch (seconds): what the runs wrote is already on disk,
-    # written atomically, and nothing else in this process needs flushing.
-    os._exit(0)
