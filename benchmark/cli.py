@@ -209,12 +209,12 @@ def _reproduce(args: argparse.Namespace) -> int:
         return 0
     if not (args.table or args.figure or args.all):
         raise UserError("nothing to rebuild: give --table N, --figure N, --all, or --list")
-    from benchmark import grid
+    from benchmark import grid, preflight
 
     specs = _selected_specs(args)
     device = _check_device(args.device)
     jobs = args.jobs or grid.default_jobs(device)
-    _check_out_dir(Path(args.out_dir))
+    preflight.check_outputs(Path(args.out_dir), args.profile)
     configs = grid.expand(specs, args.profile, args.seeds)
     plan = grid.plan_grid(configs, args.runs_dir, retry_failed=args.retry_failed)
     threads = grid.threads_per_job(jobs)
@@ -222,6 +222,10 @@ def _reproduce(args: argparse.Namespace) -> int:
     if args.dry_run:
         print(_dry_run_text(plan, names, jobs, threads, args))
         return 0
+    if plan.to_run:  # before anything is written: the store can take runs, the data is there
+        preflight.check_store_writable(Path(args.runs_dir))
+        preflight.check_data(((r.config.task, r.config.profile) for r in plan.to_run),
+                             args.data_root, download=args.download)
     counts = plan.counts()
     print(f"{names} ({args.profile}): {counts['total']} runs, {counts['cached']} cached, "
           f"{len(plan.to_run)} to run ({counts['resume']} resume), {counts['failed']} failed"
@@ -229,7 +233,7 @@ def _reproduce(args: argparse.Namespace) -> int:
              if plan.to_run else ""),
           flush=True)
     report = grid.execute(plan, jobs=jobs, threads=threads, data_root=args.data_root,
-                          device=device, download=args.download, progress=True)
+                          device=device, download=False, progress=True)
     if plan.to_run:
         print(f"grid done in {_duration(report.seconds)}: {report.count('completed')} completed, "
               f"{report.count('failed')} failed, {report.count('busy')} busy, "
@@ -252,13 +256,6 @@ def _reproduce(args: argparse.Namespace) -> int:
         files = ", ".join(str(p) for p in rendered.paths)
         print(f"{spec.key} written to {files} ({time.monotonic() - started:.1f} s)", flush=True)
     return 1 if failures or busy else 0
-
-
-def _check_out_dir(out: Path) -> None:
-    """Refuse, before any training, an output folder that cannot hold tables/ and figures/."""
-    for folder in (out, out / "tables", out / "figures"):
-        if folder.exists() and not folder.is_dir():
-            raise UserError(f"--out-dir: {folder} is a file, not a folder; give another --out-dir")
 
 
 def _check_device(device: str) -> str:

@@ -13,6 +13,7 @@ covers the preprocessing and the source files' sizes and times), written atomica
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import gzip
 import hashlib
@@ -90,8 +91,9 @@ def cached(root: Path, name: str, key: dict[str, Any], build: Callable[[], Split
         path.parent.mkdir(parents=True, exist_ok=True)
         torch.save(splits, tmp)
         os.replace(tmp, path)
-    except OSError:
-        tmp.unlink(missing_ok=True)  # an unwritable data root: run without a cache
+    except OSError:  # an unwritable data root: run without a cache
+        with contextlib.suppress(OSError):  # (its folder may not exist: nothing to clean)
+            tmp.unlink(missing_ok=True)
     return splits, False
 
 

@@ -1,0 +1,184 @@
+"""Hostile input and faults: every bad input is one line on stderr with exit status 2, no
+traceback, and nothing written to the store or the output folders; faults of the machine (a
+read-only or full disk, a killed worker, a stale checkpoint) never wedge a run.
+
+Read-only and full file systems are real: a small tmpfs mounted for the test (root only; the
+tests that need one skip elsewhere, with the reason).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from benchmark.cli import main
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _snapshot(*folders: Path) -> dict[str, int]:
+    """Every file under the folders (relative path -> size): what a refused command must not change."""
+    out: dict[str, int] = {}
+    for folder in folders:
+        if folder.exists():
+            for p in sorted(folder.rglob("*")):
+                out[str(p)] = p.stat().st_size if p.is_file() else -1
+    return out
+
+
+def _refused(capsys, argv: list[str], needle: str) -> str:
+    """``main(argv)`` exits 2 with one line on stderr that contains ``needle``, and no traceback."""
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err
+    assert lines[0].startswith("reproduce.py: error:"), err
+    assert needle in lines[0], err
+    assert "Traceback" not in err
+    return lines[0]
+
+
+@contextlib.contextmanager
+def _tmpfs(path: Path, *options: str) -> Iterator[Path]:
+    path.mkdir(parents=True, exist_ok=True)
+    opts = ",".join(("size=256k",) + options)
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", opts, "tmpfs", str(path)],
+                          capture_output=True, text=True)
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here (needs root): {done.stderr.strip()}")
+    try:
+        yield path
+    finally:
+        subprocess.run(["umount", "-l", str(path)], check=False)
+
+
+@pytest.fixture
+def readonly(tmp_path: Path) -> Iterator[Path]:
+    """An empty read-only file system (a real one: root writes through chmod 555)."""
+    with _tmpfs(tmp_path / "ro", "ro") as path:
+        yield path
+
+
+# ------------------------------------------------------------------------ the command line
+
+
+def test_a_read_only_runs_dir_is_one_line(capsys, tmp_path, readonly, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    _refused(capsys, ["--table", "3", "--profile", "smoke", "--runs-dir", str(readonly)],
+             "not writable")
+    assert not (tmp_path / "tables").exists()
+
+
+def test_a_runs_dir_below_a_read_only_folder_is_one_line(capsys, tmp_path, readonly, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    _refused(capsys, ["--table", "3", "--profile", "smoke", "--runs-dir", str(readonly / "S")],
+             "cannot create")
+    assert not (tmp_path / "tables").exists()
+
+
+def test_a_read_only_store_is_refused_once_up_front(capsys, tmp_path, monkeypatch):
+    store = tmp_path / "store"
+    with _tmpfs(store) as path:
+        (path / "STORE_VERSION").write_text('{"format": 1}')
+        subprocess.run(["mount", "-o", "remount,ro", str(path)], check=True)
+        monkeypatch.chdir(tmp_path)
+        line = _refused(capsys, ["--table", "3", "--profile", "smoke", "--runs-dir", str(path)],
+                        "not writable")
+        assert str(path) in line
+        assert sorted(p.name for p in path.iterdir()) == ["STORE_VERSION"]
+
+
+def test_a_read_only_out_dir_is_refused_before_any_training(capsys, tmp_path, readonly,
+                                                           monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    _refused(capsys, ["--table", "3", "--profile", "smoke", "--out-dir", str(readonly)],
+             "not writable")
+    assert not (tmp_path / "runs").exists()
+
+
+def test_a_file_where_the_profile_folder_goes_is_refused_before_any_training(capsys, tmp_path,
+                                                                           monkeypatch):
+    out = tmp_path / "out"
+    (out / "tables").mkdir(parents=True)
+    (out / "tables" / "smoke").write_text("in the way")
+    monkeypatch.chdir(tmp_path)
+    _refused(capsys, ["--table", "3", "--profile", "smoke", "--out-dir", str(out)], "is a file")
+    assert not (tmp_path / "runs").exists()
+
+
+@pytest.mark.parametrize("profile", ["smoke", "quick"])
+def test_a_data_root_that_is_a_file_is_refused_before_the_store(capsys, tmp_path, monkeypatch,
+                                                                profile):
+    (tmp_path / "data-file").write_text("not a folder")
+    monkeypatch.chdir(tmp_path)
+    _refused(capsys, ["--table", "3", "--profile", profile, "--data-root", "data-file"],
+             "is a file")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["data-file"]
+
+
+def _write_mnist(root: Path) -> Path:
+    from tests.tasks.conftest import write_mnist
+
+    return write_mnist(root)
+
+
+@pytest.mark.parametrize("damage", ["missing", "file-not-folder", "truncated"])
+def test_paper_data_errors_write_nothing(capsys, tmp_path, monkeypatch, damage):
+    data = tmp_path / "data"
+    data.mkdir()
+    if damage == "file-not-folder":
+        (data / "MNIST").write_text("a file where the folder goes")
+    elif damage == "truncated":
+        from tests.tasks.conftest import truncate
+
+        raw = _write_mnist(data)
+        truncate(raw / "train-images-idx3-ubyte")
+    before = _snapshot(data)
+    monkeypatch.chdir(tmp_path)
+    _refused(capsys, ["--table", "3", "--profile", "paper", "--data-root", str(data)], "MNIST")
+    assert not (tmp_path / "runs").exists()
+    assert not (tmp_path / "tables").exists()
+    assert _snapshot(data) == before  # no cache written from bad files
+
+
+# ------------------------------------------------------------------- python -m benchmark.run
+
+
+@pytest.mark.parametrize(
+    ("setting", "needle"),
+    [("a=abc", "a must be a number"),
+     ("quantize_first=maybe", "quantize_first must be true or false"),
+     ("quantize_last=2", "quantize_last must be true or false"),
+     ("extra=5", "extra must be a dict"),
+     ("bits=1.5", "bits must be an integer"),
+     ("m=2.5", "m (the BLAQ period in epochs) must be a positive integer")],
+)
+def test_bad_run_settings_are_one_line_exit_2(tmp_path, setting, needle):
+    store = tmp_path / "S"
+    done = subprocess.run(
+        [sys.executable, "-m", "benchmark.run", "with", setting, "profile=smoke",
+         f"runs_dir={store}"],
+        capture_output=True, text=True, cwd=ROOT, timeout=300,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
+    assert done.returncode == 2, done.stderr
+    assert "Traceback" not in done.stderr
+    assert needle in done.stderr
+    assert not store.exists()
+
+
+def test_booleans_are_normalised_before_the_run_id():
+    from benchmark.config import RunConfig
+
+    false = RunConfig(method="laq", bits=2, quantize_last=False, profile="smoke")
+    for value in (0, False):
+        assert RunConfig(method="laq", bits=2, quantize_last=value, profile="smoke").run_id \
+            == false.run_id
+    assert RunConfig(method="laq", bits=2, quantize_last=1, profile="smoke").run_id \
+        == RunConfig(method="laq", bits=2, profile="smoke").run_id
