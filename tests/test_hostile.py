@@ -182,3 +182,41 @@ def test_booleans_are_normalised_before_the_run_id():
             == false.run_id
     assert RunConfig(method="laq", bits=2, quantize_last=1, profile="smoke").run_id \
         == RunConfig(method="laq", bits=2, profile="smoke").run_id
+
+
+# -------------------------------------------------------------------------- killed workers
+
+_KILLED_AT_START = """
+import os, signal
+from benchmark.cli import main
+
+# The first grid worker to start is killed by a signal while it imports this script (as the
+# OOM killer or a user's kill would): no run had been handed to it yet.
+if __name__ == "__mp_main__":  # the script, imported again by a spawned worker
+    try:
+        os.close(os.open(os.environ["KILL_MARKER"], os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+    except FileExistsError:
+        pass
+    else:
+        os.kill(os.getpid(), signal.SIGKILL)
+
+if __name__ == "__main__":
+    raise SystemExit(main())
+"""
+
+
+def test_a_worker_killed_while_starting_does_not_stop_the_grid(tmp_path):
+    script = tmp_path / "killer.py"
+    script.write_text(_KILLED_AT_START)
+    marker = tmp_path / "killed-one"
+    done = subprocess.run(
+        [sys.executable, str(script), "--table", "2", "--profile", "smoke", "--jobs", "2",
+         "--runs-dir", str(tmp_path / "runs"), "--out-dir", str(tmp_path)],
+        capture_output=True, text=True, cwd=tmp_path, timeout=600,
+        env={**os.environ, "PYTHONPATH": str(ROOT), "KILL_MARKER": str(marker)},
+    )
+    assert marker.exists()  # a worker really was killed
+    assert "guard" not in done.stderr, done.stderr  # not mistaken for a missing __main__ guard
+    assert done.returncode == 0, done.stderr
+    table = (tmp_path / "tables" / "smoke" / "table2.md").read_text()
+    assert "failed" not in table and "missing" not in table
