@@ -150,16 +150,34 @@ def test_paper_data_errors_write_nothing(capsys, tmp_path, monkeypatch, damage):
 # ------------------------------------------------------------------- python -m benchmark.run
 
 
-@pytest.mark.parametrize(
-    ("setting", "needle"),
-    [("a=abc", "a must be a number"),
-     ("quantize_first=maybe", "quantize_first must be true or false"),
-     ("quantize_last=2", "quantize_last must be true or false"),
-     ("extra=5", "extra must be a dict"),
-     ("bits=1.5", "bits must be an integer"),
-     ("m=2.5", "m (the BLAQ period in epochs) must be a positive integer")],
-)
-def test_bad_run_settings_are_one_line_exit_2(tmp_path, setting, needle):
+BAD_SETTINGS = [
+    ({"a": "abc"}, "a (the BLAQ blend) must lie in [0, 1]"),
+    ({"quantize_first": "maybe"}, "quantize_first must be true or false"),
+    ({"quantize_last": 2}, "quantize_last must be true or false"),
+    ({"quantize_last": 0.0}, "quantize_last must be true or false"),
+    ({"extra": 5}, "extra must be a dict"),
+    ({"extra": {"x": object()}}, "extra must hold JSON values"),
+    ({"bits": 1.5}, "bits must be an integer"),
+    ({"m": 2.5}, "m (the BLAQ period in epochs) must be a positive integer"),
+]
+
+
+@pytest.mark.parametrize(("setting", "needle"), BAD_SETTINGS)
+def test_bad_run_settings_are_refused_by_the_config(setting, needle):
+    from benchmark.config import RunConfig
+    from benchmark.errors import UserError
+
+    with pytest.raises(UserError) as err:
+        RunConfig(profile="smoke", **setting).run_id
+    assert needle in str(err.value)
+
+
+@pytest.mark.parametrize(("setting", "needle"), [
+    ("a=abc", "a (the BLAQ blend) must lie in [0, 1]"),
+    ("quantize_first=maybe", "quantize_first must be true or false"),
+    ("extra=5", "extra must be a dict"),
+])
+def test_bad_run_settings_on_the_run_command_line_are_one_line_exit_2(tmp_path, setting, needle):
     store = tmp_path / "S"
     done = subprocess.run(
         [sys.executable, "-m", "benchmark.run", "with", setting, "profile=smoke",
