@@ -45,9 +45,9 @@ def _refused(capsys, argv: list[str], needle: str) -> str:
 
 
 @contextlib.contextmanager
-def _tmpfs(path: Path, *options: str) -> Iterator[Path]:
+def _tmpfs(path: Path, *options: str, size: str = "256k") -> Iterator[Path]:
     path.mkdir(parents=True, exist_ok=True)
-    opts = ",".join(("size=256k",) + options)
+    opts = ",".join((f"size={size}",) + options)
     done = subprocess.run(["mount", "-t", "tmpfs", "-o", opts, "tmpfs", str(path)],
                           capture_output=True, text=True)
     if done.returncode != 0:
@@ -168,7 +168,7 @@ def test_bad_run_settings_are_refused_by_the_config(setting, needle):
     from benchmark.errors import UserError
 
     with pytest.raises(UserError) as err:
-        RunConfig(profile="smoke", **setting).run_id
+        _ = RunConfig(profile="smoke", **setting).run_id
     assert needle in str(err.value)
 
 
@@ -238,3 +238,90 @@ def test_a_worker_killed_while_starting_does_not_stop_the_grid(tmp_path):
     assert done.returncode == 0, done.stderr
     table = (tmp_path / "tables" / "smoke" / "table2.md").read_text()
     assert "failed" not in table and "missing" not in table
+
+
+# ------------------------------------------------------------------------------ checkpoints
+
+CKPT_CONFIG = dict(task="mnist-mlp", method="laq", bits=2, profile="smoke")
+
+
+@pytest.fixture(scope="module")
+def clean_run(tmp_path_factory) -> dict:
+    """The smoke run trained from scratch, uninterrupted: what every fault must end with."""
+    from benchmark.config import RunConfig
+    from benchmark.run import run_config
+
+    out = run_config(RunConfig(**CKPT_CONFIG), tmp_path_factory.mktemp("clean") / "runs")
+    assert out.status == "completed"
+    from benchmark.store import read_run
+
+    return read_run(out.run_dir).info
+
+
+def _store_with_checkpoint(root: Path, payload_for) -> tuple[Path, str, Path]:
+    import torch
+
+    from benchmark.config import RunConfig
+    from benchmark.store import checkpoint_path, open_store
+
+    config = RunConfig(**CKPT_CONFIG)
+    runs = open_store(root / "runs")
+    path = checkpoint_path(runs, config.run_id)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save(payload_for(config), path)
+    return runs, config.run_id, path
+
+
+def test_a_checkpoint_of_another_model_is_discarded_and_the_run_restarts(tmp_path, clean_run):
+    from benchmark.checkpoint import CHECKPOINT_FORMAT, CheckpointDiscarded
+    from benchmark.config import RunConfig
+    from benchmark.run import run_config
+    from benchmark.store import read_run
+    from benchmark.tasks import get_task
+
+    def foreign(config):  # right run id and format, tensors of an older model definition
+        lenet = get_task("mnist-lenet5").build_model(get_task("mnist-lenet5").profile("smoke"))
+        return {"format": CHECKPOINT_FORMAT, "run_id": config.run_id, "epoch": 1,
+                "model": lenet.state_dict(), "optimizer": {}, "scheduler": {}}
+
+    runs, rid, path = _store_with_checkpoint(tmp_path, foreign)
+    for attempt in range(2):  # never wedged: the first rerun completes, the next is cached
+        with pytest.warns(CheckpointDiscarded) if attempt == 0 else contextlib.nullcontext():
+            out = run_config(RunConfig(**CKPT_CONFIG), runs)
+        assert out.status == ("completed" if attempt == 0 else "cached"), out.reason
+    info = read_run(out.run_dir).info
+    assert info["resumed_from_epoch"] == 0
+    assert info["model_digest"] == clean_run["model_digest"]  # exactly a run from scratch
+    assert not path.exists()
+
+
+def test_a_temporary_left_by_a_kill_mid_save_is_cleaned_up(tmp_path, clean_run):
+    from benchmark.config import RunConfig
+    from benchmark.run import run_config
+
+    runs, rid, path = _store_with_checkpoint(tmp_path, lambda config: {"not": "a checkpoint"})
+    stale = path.with_name(f".{path.name}.999999.tmp")
+    stale.write_bytes(b"half a checkpoint")
+    out = run_config(RunConfig(**CKPT_CONFIG), runs)
+    assert out.status == "completed"
+    assert not stale.exists()
+    assert [p.name for p in path.parent.iterdir()] == []
+
+
+def test_a_full_disk_during_a_checkpoint_leaves_the_run_incomplete_then_it_resumes(
+        tmp_path, clean_run, capsys):
+    from benchmark.config import RunConfig
+    from benchmark.run import run_config
+    from benchmark.store import CHECKPOINT_DIR, open_store, read_run, run_status
+
+    runs = open_store(tmp_path / "runs")
+    config = RunConfig(**CKPT_CONFIG)
+    with _tmpfs(runs / CHECKPOINT_DIR, size="4k"):  # far smaller than one checkpoint
+        out = run_config(config, runs)
+        assert out.status == "incomplete", out.reason
+        assert "No space left on device" in out.reason
+        assert run_status(runs, config.run_id) == "incomplete"  # not failed: nothing to retry
+        assert list((runs / CHECKPOINT_DIR).iterdir()) == []  # no temporary left behind
+    out = run_config(config, runs)  # space freed: a plain rerun finishes it
+    assert out.status == "completed", out.reason
+    assert read_run(out.run_dir).info["model_digest"] == clean_run["model_digest"]
