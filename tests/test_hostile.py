@@ -325,3 +325,38 @@ def test_a_full_disk_during_a_checkpoint_leaves_the_run_incomplete_then_it_resum
     out = run_config(config, runs)  # space freed: a plain rerun finishes it
     assert out.status == "completed", out.reason
     assert read_run(out.run_dir).info["model_digest"] == clean_run["model_digest"]
+
+
+# ------------------------------------------------------------------------ atomic outputs
+
+
+def test_outputs_are_written_atomically(tmp_path, monkeypatch):
+    """A write that dies half-way leaves the old file whole and no temporary behind."""
+    from benchmark import atomic
+
+    target = tmp_path / "table2.md"
+    target.write_text("the old table\n")
+
+    class Dying:
+        def __init__(self, f):
+            self.f = f
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            self.f.close()
+
+        def write(self, data):
+            self.f.write(data[: len(data) // 2])
+            raise OSError(28, "No space left on device")
+
+    real_open = open
+    monkeypatch.setattr(atomic, "open", lambda p, mode: Dying(real_open(p, mode)), raising=False)
+    with pytest.raises(OSError, match="No space"):
+        atomic.write_text_atomic(target, "the new table, twice as long as the old one\n")
+    assert target.read_text() == "the old table\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["table2.md"]
+    monkeypatch.undo()
+    atomic.write_text_atomic(target, "the new table\n")
+    assert target.read_text() == "the new table\n"
