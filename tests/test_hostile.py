@@ -360,3 +360,27 @@ def test_outputs_are_written_atomically(tmp_path, monkeypatch):
     monkeypatch.undo()
     atomic.write_text_atomic(target, "the new table\n")
     assert target.read_text() == "the new table\n"
+
+
+# ----------------------------------------------------------------------------- the data cache
+
+
+def test_the_data_cache_does_not_depend_on_the_threads_of_the_process_that_built_it(tmp_path):
+    """The command loads the data once before its workers start (with all cores), the workers
+    read that cache (with their share): the cached bits must be those a one-thread worker makes."""
+    import torch
+
+    from benchmark.tasks import get_task
+
+    task = get_task("cifar10-vgg")  # the stand-in's preprocessing: global contrast norm + ZCA
+    threads = torch.get_num_threads()
+    built = {}
+    try:
+        for n in (1, 2):
+            torch.set_num_threads(n)
+            data = task.load_data("quick", tmp_path / f"root{n}")
+            assert data.info["cache_hit"] is False
+            built[n] = torch.cat([x for x, _ in data.test])
+    finally:
+        torch.set_num_threads(threads)
+    assert torch.equal(built[1], built[2])
