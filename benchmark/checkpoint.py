@@ -3,8 +3,12 @@ epoch checkpoints written atomically (``_checkpoints/<run_id>.pt`` in the run st
 
 from __future__ import annotations
 
+import contextlib
+import glob
+import io
 import os
 import random
+import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -61,15 +65,63 @@ def set_rng_state(state: dict[str, Any], data: Data) -> None:
         gen.set_state(state["data"])
 
 
+class MachineFault(OSError):
+    """An I/O error of the machine (a full or read-only disk, a failing device) while a run saves
+    its state. It says nothing about the configuration, so the run store records the run
+    INTERRUPTED, not FAILED: it stays incomplete and resumes from its last good checkpoint when
+    run again."""
+
+
+class CheckpointDiscarded(RuntimeWarning):
+    """A checkpoint of the right run id that no longer fits the run (e.g. left by an older model
+    definition: the run id does not hash the code) was deleted and the run restarted."""
+
+
+def stale_temporaries(path: Path) -> list[Path]:
+    """The temporary files that ``save_checkpoint(path, ...)`` leaves when killed mid-save."""
+    if not path.parent.is_dir():
+        return []
+    return sorted(path.parent.glob(f".{glob.escape(path.name)}.*.tmp"))
+
+
+def remove_stale_temporaries(path: Path) -> int:
+    """Delete them (call it holding the run's lock: then no other process is saving); how many."""
+    removed = 0
+    for tmp in stale_temporaries(path):
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+            removed += 1
+    return removed
+
+
 def save_checkpoint(path: Path, payload: dict[str, Any]) -> None:
-    """torch.save to a temporary file beside ``path``, then rename: a kill never leaves half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    """torch.save to a temporary file beside ``path``, then rename: a kill never leaves half a
+    file, and a failed save leaves no temporary. An OSError (disk full, read-only, I/O error) is
+    raised as MachineFault, keeping the previous checkpoint."""
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
-        torch.save(payload, tmp)
+        buffer = io.BytesIO()  # serialised first: torch's writer reports a full disk as a
+        torch.save(payload, buffer)  # RuntimeError, a plain write as the OSError it is
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(tmp, "wb") as f:
+            f.write(buffer.getbuffer())
         os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    except OSError as err:
+        with contextlib.suppress(OSError):
+            tmp.unlink(missing_ok=True)
+        raise MachineFault(f"cannot save the checkpoint {path}: {err.strerror or err}") from err
+    except BaseException:
+        with contextlib.suppress(OSError):
+            tmp.unlink(missing_ok=True)
+        raise
+
+
+def discard(path: Path, reason: str) -> None:
+    """Delete an unusable checkpoint, with a warning that says why."""
+    warnings.warn(f"checkpoint {path} does not fit this run ({reason}); deleted, the run "
+                  "starts from scratch", CheckpointDiscarded, stacklevel=2)
+    with contextlib.suppress(OSError):
+        path.unlink()
 
 
 def load_checkpoint(path: Path, run_id: str) -> dict[str, Any] | None:

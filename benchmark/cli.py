@@ -278,11 +278,11 @@ def _reproduce(args: argparse.Namespace) -> int:
         return 0
     if not (args.table or args.figure or args.all):
         raise UserError("nothing to rebuild: give --table N, --figure N, --all, or --list")
-    from benchmark import grid
+    from benchmark import grid, preflight
 
     specs = _selected_specs(args)
     device = _check_device(args.device)
-    _check_out_dir(Path(args.out_dir))
+    preflight.check_outputs(Path(args.out_dir), args.profile)
     launcher = grid.make_launcher(args.launcher, _launch_options(args, device))
     configs = grid.expand(specs, args.profile, args.seeds)
     plan = grid.plan_grid(configs, args.runs_dir, retry_failed=args.retry_failed)
@@ -290,13 +290,17 @@ def _reproduce(args: argparse.Namespace) -> int:
     if args.dry_run:
         print(_dry_run_text(plan, names, launcher, args))
         return 0
+    if plan.to_run:  # before anything is written: the store can take runs, the data is there
+        preflight.check_store_writable(Path(args.runs_dir))
+        preflight.check_data(((r.config.task, r.config.profile) for r in plan.to_run),
+                             args.data_root, download=args.download)
     counts = plan.counts()
     print(f"{names} ({args.profile}): {counts['total']} runs, {counts['cached']} cached, "
           f"{len(plan.to_run)} to run ({counts['resume']} resume), {counts['failed']} failed"
           + (f"; {launcher.describe(plan.to_run)}" if plan.to_run else ""),
           flush=True)
-    report = grid.execute(plan, data_root=args.data_root, device=device, download=args.download,
-                          progress=True, launcher=launcher)
+    report = grid.execute(plan, data_root=args.data_root, device=device, download=False,
+                          progress=True, launcher=launcher)  # (fetched by the preflight)
     if plan.to_run:
         print(f"grid {'done' if report.done else 'submitted'} in {_duration(report.seconds)}: "
               f"{report.count('completed')} completed, "
@@ -308,6 +312,12 @@ def _reproduce(args: argparse.Namespace) -> int:
         print(f"{len(failures)} failed run(s) (their cells say so; --retry-failed reruns them; "
               f"`{PROG} runs show ID` for details):")
         for run, reason in failures:
+            print(f"  {run.run_id}  {run.label}: {reason}")
+    incomplete = report.incomplete()
+    if incomplete:
+        print(f"{len(incomplete)} incomplete run(s) (stopped by the machine, not by their settings; "
+              f"they keep their last epoch: run the same command again to resume them):")
+        for run, reason in incomplete:
             print(f"  {run.run_id}  {run.label}: {reason}")
     busy = report.busy()
     if busy:
@@ -326,14 +336,7 @@ def _reproduce(args: argparse.Namespace) -> int:
         print(f"\n{rendered.text.rstrip()}\n")
         files = ", ".join(str(p) for p in rendered.paths)
         print(f"{spec.key} written to {files} ({time.monotonic() - started:.1f} s)", flush=True)
-    return 1 if failures or busy else 0
-
-
-def _check_out_dir(out: Path) -> None:
-    """Refuse, before any training, an output folder that cannot hold tables/ and figures/."""
-    for folder in (out, out / "tables", out / "figures"):
-        if folder.exists() and not folder.is_dir():
-            raise UserError(f"--out-dir: {folder} is a file, not a folder; give another --out-dir")
+    return 1 if failures or busy or incomplete else 0
 
 
 def _launch_options(args: argparse.Namespace, device: str) -> Any:

@@ -54,7 +54,7 @@ class RunConfig:
         values = {"task": task, "method": method, "bits": bits, "scheme": scheme,
                   "lr_schedule": lr_schedule, "quantize_first": quantize_first,
                   "quantize_last": quantize_last, "profile": profile, "epochs": epochs,
-                  "seed": seed, "extra": dict(extra or {}),
+                  "seed": seed, "extra": dict(extra) if isinstance(extra, dict) else ({} if extra is None else extra),
                   "options": {k: v for k, v in given.items() if v is not None}}
         for name, value in values.items():
             object.__setattr__(self, name, value)
@@ -111,6 +111,14 @@ class RunConfig:
                 get_scheme(scheme).check_bits(bits)
             except ValueError as err:
                 raise UserError(str(err)) from None
+        flags = {name: _flag(name, getattr(self, name)) for name in ("quantize_first", "quantize_last")}
+        if not isinstance(self.extra, dict) or not all(isinstance(k, str) for k in self.extra):
+            raise UserError(f"extra must be a dict with string keys, not {self.extra!r}")
+        try:
+            json.dumps(self.extra, sort_keys=True)
+        except (TypeError, ValueError):
+            raise UserError(f"extra must hold JSON values (numbers, strings, lists, dicts), "
+                            f"not {self.extra!r}") from None
         if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
             raise UserError(f"seed must be a non-negative integer, not {self.seed!r}")
         if self.epochs is not None and (isinstance(self.epochs, bool) or not isinstance(self.epochs, int)
@@ -127,7 +135,7 @@ class RunConfig:
         lr_schedule = task.lr_schedules[0] if self.lr_schedule == "default" else self.lr_schedule
         return dataclasses.replace(
             self, bits=bits, scheme=scheme, options=options, lr_schedule=lr_schedule,
-            epochs=epochs, task=task.name,
+            epochs=epochs, task=task.name, **flags,
         )
 
     def flat(self) -> dict[str, Any]:
@@ -173,6 +181,16 @@ def config_keys(every_method: bool = False) -> tuple[str, ...]:
     if not every_method:
         return head
     return (*head, *(n for n in all_option_names() if n not in head))
+
+
+def _flag(name: str, value: Any) -> bool:
+    """A true/false setting as a bool: True/False, or 1/0 (as a command line may give them),
+    normalised before hashing so that one computation never trains under two run ids."""
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, int) and value in (0, 1):
+        return bool(value)
+    raise UserError(f"{name} must be true or false, not {value!r}")
 
 
 def run_id(key: dict[str, Any]) -> str:

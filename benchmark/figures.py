@@ -20,6 +20,7 @@ import pandas as pd
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
+from benchmark.atomic import save_figure_atomic
 from benchmark.cells import DAGGER
 from benchmark.curves import with_convergence
 from benchmark.labels import bits_label, footer, method_label, task_label
@@ -102,8 +103,8 @@ def _save(fig: Figure, results: Results) -> Rendered:
     out = results.out_dir("figures")
     out.mkdir(parents=True, exist_ok=True)
     paths = (out / f"{results.spec.key}.png", out / f"{results.spec.key}.pdf")
-    fig.savefig(paths[0], dpi=130)
-    fig.savefig(paths[1], metadata={"CreationDate": None})  # the same figure, the same bytes
+    save_figure_atomic(fig, paths[0], dpi=130)
+    save_figure_atomic(fig, paths[1], metadata={"CreationDate": None})  # same figure, same bytes
     notes = "\n".join(f"- {n}" for n in footer(results))
     claims = "".join(f"**Claim.** {c}\n" for c in claim_lines(results))
     text = (f"Figure {results.spec.number}: {results.spec.title} ({results.profile} profile)\n"

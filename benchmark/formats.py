@@ -8,6 +8,7 @@ from collections.abc import Sequence
 
 import pandas as pd
 
+from benchmark.atomic import write_text_atomic
 from benchmark.cells import DAGGER, DASH
 from benchmark.results import Rendered, Results
 
@@ -81,11 +82,11 @@ def write_table(results: Results, header: Sequence[str], rows: Sequence[Sequence
     buf = io.StringIO()
     records.to_csv(buf, index=False, lineterminator="\n", quoting=csv.QUOTE_MINIMAL)
     paths = (out / f"{spec.key}.md", out / f"{spec.key}.csv", out / f"{spec.key}.tex")
-    paths[0].write_text(md, encoding="utf-8")
-    paths[1].write_text(buf.getvalue(), encoding="utf-8")
+    write_text_atomic(paths[0], md)
+    write_text_atomic(paths[1], buf.getvalue())
     caption = f"{spec.title} ({results.profile} profile)"  # LaTeX numbers the table itself
-    paths[2].write_text(_tex_table(caption, spec.key, header, rows, right,
-                                   [*claims, *notes]), encoding="utf-8")
+    write_text_atomic(paths[2], _tex_table(caption, spec.key, header, rows, right,
+                                           [*claims, *notes]))
     return Rendered(paths, md)
 
 

@@ -29,7 +29,12 @@ from typing import Any
 
 import numpy as np
 
-from benchmark.checkpoint import CHECKPOINT_FORMAT, load_checkpoint, save_checkpoint  # noqa: F401
+from benchmark.checkpoint import (  # noqa: F401
+    CHECKPOINT_FORMAT,
+    MachineFault,
+    load_checkpoint,
+    save_checkpoint,
+)
 from benchmark.config import RunConfig
 from benchmark.errors import UserError
 from benchmark.methods import all_option_names
@@ -62,9 +67,9 @@ with warnings.catch_warnings():  # sacred 0.8.7 imports pkg_resources, which war
     from sacred.observers import FileStorageObserver
     from sacred.run import Run
     from sacred.serializer import flatten
-    from sacred.utils import apply_backspaces_and_linefeeds
+    from sacred.utils import SacredInterrupt, apply_backspaces_and_linefeeds
 
-EXIT_STATUS = {"completed": 0, "cached": 0, "failed": 1, "busy": 3}
+EXIT_STATUS = {"completed": 0, "cached": 0, "failed": 1, "incomplete": 1, "busy": 3}
 
 # settings that do not change the numbers: part of the Sacred config, not of the run id
 SETTINGS: dict[str, Any] = {
@@ -80,7 +85,8 @@ RUN_FIELDS = tuple(f.name for f in dataclasses.fields(RunConfig))  # and the met
 
 @dataclass(frozen=True)
 class RunOutcome:
-    """What ``run_config`` did: ``completed`` (trained now), ``cached``, ``failed`` or ``busy``."""
+    """What ``run_config`` did: ``completed`` (trained now), ``cached``, ``failed``, ``busy``, or
+    ``incomplete`` (the machine failed it, e.g. a full disk: it resumes when run again)."""
 
     run_id: str
     status: str
@@ -241,6 +247,8 @@ class RunExperiment(Experiment):
             info = {"run_id": rid, "config": inputs.config.key(), "data": dict(inputs.data.info),
                     "env": environment(inputs.device)}
             sacred_run = super().run(config_updates=sacred_config, info=info, options=options)
+        except _MachineInterrupt as err:  # the machine's fault, not the config's: resumes when rerun
+            return RunOutcome(rid, "incomplete", None, f"{err} (run again to resume)", path), None
         except Exception as err:
             return RunOutcome(rid, "failed", None, f"{type(err).__name__}: {err}", path), None
         finally:
@@ -325,7 +333,16 @@ def train(_run: Run) -> dict[str, Any]:
     prepared = ex._prepared
     if prepared is None:
         raise RuntimeError("start runs with run_config() or the command line, not ex.run() directly")
-    return train_loop(prepared.inputs, _SacredRecorder(_run))
+    try:
+        return train_loop(prepared.inputs, _SacredRecorder(_run))
+    except MachineFault as err:
+        raise _MachineInterrupt(str(err)) from err
+
+
+class _MachineInterrupt(SacredInterrupt):
+    """A MachineFault as Sacred records it: INTERRUPTED (the run resumes), not FAILED."""
+
+    STATUS = "INTERRUPTED"
 
 
 if __name__ == "__main__":

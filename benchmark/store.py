@@ -65,8 +65,11 @@ def open_store(runs_dir: str | os.PathLike[str], create: bool = True) -> Path:
         return path
     if not create:
         raise UserError(f"no run store at {path}; run some experiments first or pass --runs-dir")
-    path.mkdir(parents=True, exist_ok=True)
-    write_json_atomic(path / VERSION_FILE, {"format": STORE_FORMAT})
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        write_json_atomic(path / VERSION_FILE, {"format": STORE_FORMAT})
+    except OSError as err:
+        raise UserError(f"cannot create the run store {path}: {err.strerror or err}") from None
     return path
 
 
@@ -77,8 +80,10 @@ def write_json_atomic(path: Path, obj: Any) -> None:
         with open(tmp, "w") as f:
             json.dump(obj, f, sort_keys=True, indent=2)
         os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    except BaseException:
+        with contextlib.suppress(OSError):  # never hide the first error behind the cleanup's
+            tmp.unlink(missing_ok=True)
+        raise
 
 
 def read_json(path: str | os.PathLike[str]) -> Any | None:

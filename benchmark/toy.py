@@ -22,6 +22,7 @@ from dataclasses import dataclass
 import numpy as np
 from matplotlib.figure import Figure
 
+from benchmark.atomic import save_figure_atomic
 from benchmark.results import Rendered, Results
 
 C = 1.0
@@ -152,8 +153,8 @@ def render_toy(results: Results) -> Rendered:
     out.mkdir(parents=True, exist_ok=True)
     key = results.spec.key
     paths = (out / f"{key}.png", out / f"{key}.pdf")
-    fig.savefig(paths[0], dpi=130)
-    fig.savefig(paths[1], metadata={"CreationDate": None})
+    save_figure_atomic(fig, paths[0], dpi=130)
+    save_figure_atomic(fig, paths[1], metadata={"CreationDate": None})
     runs = trajectories()
     text = (f"Figure {results.spec.number}: {results.spec.title}\n- {_summary(runs)}\n"
             + "".join(f"- {n}\n" for n in notes_lines())

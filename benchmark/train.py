@@ -134,23 +134,40 @@ def train(inputs: TrainInputs, recorder: Recorder | None = None) -> dict[str, An
     cfg, task, profile, data, device = (inputs.config, inputs.task, inputs.profile, inputs.data,
                                         inputs.device)
     rid = cfg.run_id
-    checkpoint.seed_everything(cfg.seed)
-    model = task.build_model(profile).to(device)
-    opt = make_optimizer(cfg, model, profile.lr)
-    scheduler = task.make_scheduler(opt, profile, cfg.lr_schedule)
-    meter = getattr(opt, "zigzag", None)
+
+    def fresh() -> tuple[nn.Module, torch.optim.Optimizer, Any]:
+        checkpoint.seed_everything(cfg.seed)
+        model = task.build_model(profile).to(device)
+        opt = make_optimizer(cfg, model, profile.lr)
+        return model, opt, task.make_scheduler(opt, profile, cfg.lr_schedule)
+
+    model, opt, scheduler = fresh()
     history: dict[str, list[float]] = {}
     losses: list[float] = []  # the first-pass loss of every iteration so far
     start_epoch = 0
-    ckpt = None if inputs.checkpoint is None else checkpoint.load_checkpoint(inputs.checkpoint, rid)
+    ckpt = None
+    if inputs.checkpoint is not None:
+        checkpoint.remove_stale_temporaries(inputs.checkpoint)  # left by a kill mid-save
+        ckpt = checkpoint.load_checkpoint(inputs.checkpoint, rid)
     if ckpt is not None:
-        model.load_state_dict(ckpt["model"])
-        opt.load_state_dict(ckpt["optimizer"])
-        scheduler.load_state_dict(ckpt["scheduler"])
-        checkpoint.set_rng_state(ckpt["rng"], data)
-        history = {k: list(v) for k, v in ckpt["history"].items()}
-        losses = ckpt["losses"].tolist()
-        start_epoch = int(ckpt["epoch"])
+        before = checkpoint.rng_state(data)
+        try:
+            model.load_state_dict(ckpt["model"])
+            opt.load_state_dict(ckpt["optimizer"])
+            scheduler.load_state_dict(ckpt["scheduler"])
+            checkpoint.set_rng_state(ckpt["rng"], data)
+            history = {k: list(v) for k, v in ckpt["history"].items()}
+            losses = ckpt["losses"].tolist()
+            start_epoch = int(ckpt["epoch"])
+            if not 0 <= start_epoch <= cfg.epochs:
+                raise ValueError(f"epoch {start_epoch} of {cfg.epochs}")
+        except Exception as err:  # tensors of another model, missing keys: never wedge the run
+            checkpoint.discard(inputs.checkpoint, f"{type(err).__name__}: {str(err).splitlines()[0]}")
+            rec.note(checkpoint_discarded=f"{type(err).__name__}")
+            checkpoint.set_rng_state(before, data)  # the data order too, as loaded
+            model, opt, scheduler = fresh()  # the same start as a run that never had one
+            history, losses, start_epoch = {}, [], 0
+    meter = getattr(opt, "zigzag", None)
     rec.note(resumed_from_epoch=start_epoch)
     for name, values in history.items():
         for epoch, value in enumerate(values, start=1):

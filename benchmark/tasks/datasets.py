@@ -13,6 +13,7 @@ covers the preprocessing and the source files' sizes and times), written atomica
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import gzip
 import hashlib
@@ -76,6 +77,18 @@ def cache_path(root: Path, name: str, key: dict[str, Any]) -> Path:
 _CODE_DIGEST = _code_digest()
 
 
+def _one_thread(build: Callable[[], Splits]) -> Splits:
+    """``build()`` on one torch thread: the preprocessing's sums (ZCA's covariance, say) then have
+    the same bits whichever process fills the cache (the command's, with all cores, or a grid
+    worker's, with its share), so a cached dataset never depends on who built it."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        return build()
+    finally:
+        torch.set_num_threads(threads)
+
+
 def cached(root: Path, name: str, key: dict[str, Any], build: Callable[[], Splits]) -> tuple[Splits, bool]:
     """The splits from the cache if there (and readable), else ``build()`` saved atomically; (splits, hit)."""
     path = cache_path(root, name, key)
@@ -84,14 +97,15 @@ def cached(root: Path, name: str, key: dict[str, Any], build: Callable[[], Split
             return torch.load(path, map_location="cpu", weights_only=True), True
         except CORRUPT_ERRORS:
             pass  # a damaged cache file is rebuilt below
-    splits = build()
+    splits = _one_thread(build)
     tmp = path.with_name(f".{path.name}.{os.getpid()}-{uuid.uuid4().hex}.tmp")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         torch.save(splits, tmp)
         os.replace(tmp, path)
-    except OSError:
-        tmp.unlink(missing_ok=True)  # an unwritable data root: run without a cache
+    except OSError:  # an unwritable data root: run without a cache
+        with contextlib.suppress(OSError):  # (its folder may not exist: nothing to clean)
+            tmp.unlink(missing_ok=True)
     return splits, False
 
 
