@@ -218,9 +218,16 @@ class GridReport:
     def count(self, status: str) -> int:
         return sum(r.status == status for r in self.results)
 
+    def _store_says_incomplete(self, result: RunResult) -> bool:
+        """A run reported failed whose record stays resumable (a worker or job that died under
+        it, a machine fault): it is incomplete, not failed, and a plain rerun resumes it."""
+        return result.status == "failed" and run_status(self.plan.runs_dir, result.run.run_id) \
+            in ("incomplete", "missing")
+
     def failures(self) -> list[tuple[GridRun, str]]:
         """Every run of the grid that is failed now, with its reason (new failures and kept ones)."""
-        out = [(r.run, r.reason or "no reason recorded") for r in self.results if r.status == "failed"]
+        out = [(r.run, r.reason or "no reason recorded") for r in self.results
+               if r.status == "failed" and not self._store_says_incomplete(r)]
         kept = self.plan.with_action("failed")
         if kept:
             from benchmark.runsdb import load_runs
@@ -233,6 +240,12 @@ class GridReport:
 
     def busy(self) -> list[GridRun]:
         return [r.run for r in self.results if r.status == "busy"]
+
+    def incomplete(self) -> list[tuple[GridRun, str]]:
+        """Runs that stopped for the machine's reasons (a full disk, a killed worker or job):
+        they keep their last epoch and resume when the same command runs again."""
+        return [(r.run, r.reason or "stopped") for r in self.results
+                if r.status == "incomplete" or self._store_says_incomplete(r)]
 
     @property
     def done(self) -> bool:

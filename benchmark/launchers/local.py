@@ -33,6 +33,7 @@ if TYPE_CHECKING:
     from benchmark.grid import GridRun, LaunchContext
 
 STOP_GRACE_S = 60.0  # how long a stopped worker may take to record its interrupted run
+START_RETRIES = 2  # a run whose worker is killed before the run starts goes to a new worker
 
 
 def visible_gpus(device: str = "auto") -> tuple[str, ...]:
@@ -151,6 +152,7 @@ class _WorkerPool:
         self.run_kwargs = run_kwargs
         self.gpus = gpus
         self.workers: list[_Worker] = []
+        self.start_deaths: dict[str, int] = {}  # run id -> workers killed before it started
 
     def _start(self, gpu: str | None) -> _Worker:
         parent_end, child_end = self.ctx.Pipe()
@@ -208,12 +210,23 @@ class _WorkerPool:
         w.process.join()
         how = _describe_exit(w.process.exitcode)
         w.conn.close()
-        if not w.ready:
+        if not w.ready and (w.process.exitcode or 0) >= 0:  # it exited by itself, unready
             raise UserError(
                 f"a grid worker process exited while starting ({how}); a script that calls "
                 "benchmark.grid.execute must guard its entry point with `if __name__ == '__main__':`")
-        ctx.finished(w.run, "failed", f"worker process died ({how})",
-                     seconds=time.monotonic() - w.started, where=self._where(w))
+        if not w.ready and w.run is not None:
+            # killed by a signal (the OOM killer, a user) before its run started: the run is
+            # handed to a new worker, up to START_RETRIES times, then counted as failed
+            tries = self.start_deaths[w.run.run_id] = self.start_deaths.get(w.run.run_id, 0) + 1
+            if tries <= START_RETRIES:
+                todo.appendleft(w.run)
+                w.run = None
+            else:
+                ctx.finished(w.run, "failed", f"worker process died while starting ({how}), "
+                             f"{tries} times", seconds=0.0, where=self._where(w))
+        else:
+            ctx.finished(w.run, "failed", f"worker process died ({how})",
+                         seconds=time.monotonic() - w.started, where=self._where(w))
         if todo:  # replace it and carry on with the rest of the grid
             self.workers[self.workers.index(w)] = nw = self._start(w.gpu)
             self._assign(nw, todo)
