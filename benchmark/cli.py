@@ -301,10 +301,13 @@ def _reproduce(args: argparse.Namespace) -> int:
           flush=True)
     report = grid.execute(plan, data_root=args.data_root, device=device, download=False,
                           progress=True, launcher=launcher)  # (fetched by the preflight)
+    incomplete = report.incomplete()
     if plan.to_run:
+        failed_now = report.count("failed") - (len(incomplete) - report.count("incomplete"))
         print(f"grid {'done' if report.done else 'submitted'} in {_duration(report.seconds)}: "
-              f"{report.count('completed')} completed, "
-              f"{report.count('failed')} failed, {report.count('busy')} busy, "
+              f"{report.count('completed')} completed, {failed_now} failed"
+              + (f", {len(incomplete)} incomplete" if incomplete else "")
+              + f", {report.count('busy')} busy, "
               f"{counts['cached'] + report.count('cached')} cached"
               + (f", {len(report.left)} still running" if report.left else ""), flush=True)
     failures = report.failures()
@@ -313,7 +316,6 @@ def _reproduce(args: argparse.Namespace) -> int:
               f"`{PROG} runs show ID` for details):")
         for run, reason in failures:
             print(f"  {run.run_id}  {run.label}: {reason}")
-    incomplete = report.incomplete()
     if incomplete:
         print(f"{len(incomplete)} incomplete run(s) (stopped by the machine, not by their settings; "
               f"they keep their last epoch: run the same command again to resume them):")
@@ -464,13 +466,13 @@ def _add_runs_parser(sub: Any) -> None:
     f.add_argument("--profile", choices=PROFILES, default=argparse.SUPPRESS,
                    help="only this profile")
 
-    runs = sub.add_parser("runs", help="inspect the run store: list, show, compare, export",
+    runs = sub.add_parser("runs", help="inspect the run store: list, show, compare, export, compare-stores",
                           description="Inspect the run store.",
                           epilog=f"examples:\n  {PROG} runs list --task mnist-mlp --bits 1\n"
                           f"  {PROG} runs show 3f2a9c1b\n  {PROG} runs compare 3f2a9c1b 77e01d4a\n"
                           f"  {PROG} runs export --csv runs.csv --status completed",
                           formatter_class=argparse.RawDescriptionHelpFormatter)
-    rsub = runs.add_subparsers(dest="runs_command", required=True, metavar="{list,show,compare,export}")
+    rsub = runs.add_subparsers(dest="runs_command", required=True, metavar="{list,show,compare,export,compare-stores}")
     p = rsub.add_parser("list", parents=[common, filters], help="one line per run, filtered")
     p.set_defaults(handler=_runs_list)
     p = rsub.add_parser("show", parents=[common], help="one run: config, status, result, metrics")
@@ -482,6 +484,9 @@ def _add_runs_parser(sub: Any) -> None:
     p = rsub.add_parser("export", parents=[common, filters], help="all runs (filtered) as CSV")
     p.add_argument("--csv", required=True, metavar="PATH", help="the CSV file to write")
     p.set_defaults(handler=_runs_export)
+    from benchmark import compare
+
+    compare.add_parser(rsub)  # runs compare-stores STORE_A STORE_B: cell by cell
 
 
 def _load(args: argparse.Namespace) -> Any:

@@ -221,8 +221,8 @@ class GridReport:
     def _store_says_incomplete(self, result: RunResult) -> bool:
         """A run reported failed whose record stays resumable (a worker or job that died under
         it, a machine fault): it is incomplete, not failed, and a plain rerun resumes it."""
-        return result.status == "failed" and run_status(self.plan.runs_dir, result.run.run_id) \
-            in ("incomplete", "missing")
+        return result.status == "failed" and \
+            run_status(self.plan.runs_dir, result.run.run_id) == "incomplete"
 
     def failures(self) -> list[tuple[GridRun, str]]:
         """Every run of the grid that is failed now, with its reason (new failures and kept ones)."""

@@ -548,12 +548,17 @@ def test_failed_runs_and_a_dead_worker_are_reported_and_the_table_still_renders(
     done = subprocess.run(argv, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 1, done.stderr  # rendered, but some runs failed
     assert "Traceback" not in done.stderr
-    assert "2 completed, 2 failed" in done.stdout
-    failures = done.stdout.split("2 failed run(s)")[1].split("\n\n")[0]
-    lines = {line.split()[0]: line for line in failures.splitlines() if line.startswith("  ")}
+    assert "2 completed, 1 failed, 1 incomplete" in done.stdout
+    failures = done.stdout.split("1 failed run(s)")[1].split("run(s)")[0]
+    assert "--retry-failed" in failures.splitlines()[0]
+    stopped = done.stdout.split("1 incomplete run(s)")[1].split("\n\n")[0]
+    assert "--retry-failed" not in stopped and "run the same command again" in stopped
+    lines = {line.split()[0]: line for line in (failures + stopped).splitlines()
+             if line.startswith("  ")}
     store = tmp_path / "runs"
     ids = {run_status(store, i): i for i in lines}
     assert set(ids) == {"failed", "incomplete"}  # diverged (recorded) and killed (left running)
+    assert ids["failed"] in failures and ids["incomplete"] in stopped
     assert "diverging-mlp" in lines[ids["failed"]] and "nan" in lines[ids["failed"]].lower()
     assert "killed-mlp" in lines[ids["incomplete"]]
     assert "worker process died (killed by SIGKILL)" in lines[ids["incomplete"]]

@@ -137,3 +137,12 @@ def test_hooked_into_a_parser(tmp_path, capsys):
     args = parser.parse_args(["compare-stores", str(STORE), str(_copy(tmp_path, "b"))])
     assert args.handler(args) == 0
     assert "bit-identical" in capsys.readouterr().out
+
+
+def test_compare_stores_is_a_runs_subcommand(capsys):
+    from benchmark.cli import main
+
+    store = str(Path(__file__).parent / "data" / "store")
+    assert main(["runs", "compare-stores", store, store]) == 0
+    out = capsys.readouterr().out
+    assert "bit-identical" in out and " 0 differ" in out

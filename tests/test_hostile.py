@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -237,7 +238,7 @@ def test_a_worker_killed_while_starting_does_not_stop_the_grid(tmp_path):
     assert "guard" not in done.stderr, done.stderr  # not mistaken for a missing __main__ guard
     assert done.returncode == 0, done.stderr
     table = (tmp_path / "tables" / "smoke" / "table2.md").read_text()
-    assert "failed" not in table and "missing" not in table
+    assert not re.search(r"failed \d+/\d+|missing", table), table  # every cell has its runs
 
 
 # ------------------------------------------------------------------------------ checkpoints
