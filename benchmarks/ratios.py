@@ -53,8 +53,8 @@ def fp_target(kind: str, scheme: str | None) -> float | None:
 
 def _base_name(row: Mapping[str, Any]) -> str | None:
     """The LAQ step a meter or BLAQ step is compared with (same scheme and options)."""
-    if row["kind"] == "laq-zigzag":
-        return f"laq-{row['scheme']}"
+    if row["kind"] == "laq-zigzag":  # laq-lab-zigzag[-c] -> laq-lab[-c]
+        return row["optimizer"].replace("-zigzag", "", 1)
     if row["kind"] == "blaq":
         return row["optimizer"].replace("blaq-", "laq-", 1)
     return None

@@ -95,13 +95,23 @@ def _closed(scheme: str, w: Tensor, d: Tensor | None) -> tuple[Tensor, Tensor]:
 
 
 def _closed_step(scheme: str, has_d: bool) -> Callable:
+    """bwn and lab: the update and alpha's sums in one pass (w_hat is written by ``_write_signs``:
+    in one graph, inductor would recompute the update in the writing pass instead of reading w);
+    twn (two dependent sums): the update and the quantizer in one graph."""
     def step(g, m, v, w, d, b_out, p, beta1, beta2, step_size, eps_c):
-        w_new, d_new = _update(g, m, v, w, d if has_d else None, beta1, beta2, step_size, eps_c)
+        w_new, d_new = _update(g, m, v, w, None, beta1, beta2, step_size, eps_c)
         alpha, b = _closed(scheme, w_new, d_new if has_d else None)
-        b_out.copy_(b)
-        p.copy_(b * alpha)
+        if scheme == "twn":
+            b_out.copy_(b)
+            p.copy_(b * alpha)
         return alpha
     return step
+
+
+def _write_signs(w: Tensor, alpha: Tensor, b_out: Tensor, p: Tensor) -> None:
+    b = _signs(w)
+    b_out.copy_(b)
+    p.copy_(b * alpha)
 
 
 def _closed_quantize(scheme: str, has_d: bool) -> Callable:
@@ -121,8 +131,15 @@ def update_fn() -> Callable:
 
 @functools.cache
 def closed_step_fn(scheme: str, has_d: bool) -> Callable:
-    """The compiled LAQ step of a closed-form scheme: update, quantize, write b and w_hat."""
+    """The compiled LAQ step of a closed-form scheme: update and alpha (and for twn b and w_hat;
+    for bwn and lab call ``write_signs_fn`` next)."""
     return compile_variant(_closed_step(scheme, has_d), scheme, has_d)
+
+
+@functools.cache
+def write_signs_fn() -> Callable:
+    """The compiled ``_write_signs``: b = sign(w), w_hat = alpha b."""
+    return compile_variant(_write_signs)
 
 
 @functools.cache

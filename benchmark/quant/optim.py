@@ -251,7 +251,9 @@ class LossAwareAdam(torch.optim.Optimizer):
             b = self._spare_levels(p)
             has_d = self._scheme.loss_aware
             st["alpha"] = fused.closed_step_fn(name, has_d)(
-                g, m, v, w, d if has_d else None, b, p, beta1, beta2, step, eps_c)
+                g, m, v, w, None, b, p, beta1, beta2, step, eps_c)
+            if name != "twn":
+                fused.write_signs_fn()(w, st["alpha"], b, p)
             st["b"] = b
         elif name in fused.ITERATIVE:
             b = self._spare_levels(p)
