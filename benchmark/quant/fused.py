@@ -22,6 +22,7 @@ says why and the optimizers refuse the option with that reason.
 from __future__ import annotations
 
 import functools
+import importlib.util
 import math
 import shutil
 import types
@@ -41,8 +42,11 @@ def available(device: torch.device | str = "cpu") -> str | None:
     """None when ``torch.compile`` can build kernels for ``device``, else the reason it cannot."""
     if not hasattr(torch, "compile"):
         return "this torch has no torch.compile"
-    if torch.device(device).type == "cpu" and shutil.which("g++") is None and shutil.which("c++") is None:
+    kind = torch.device(device).type
+    if kind == "cpu" and shutil.which("g++") is None and shutil.which("c++") is None:
         return "torch.compile needs a C++ compiler (g++) for CPU kernels, and none is on the PATH"
+    if kind == "cuda" and importlib.util.find_spec("triton") is None:
+        return "torch.compile needs triton for GPU kernels, and it is not installed"
     return None
 
 
@@ -121,6 +125,47 @@ def _closed_quantize(scheme: str, has_d: bool) -> Callable:
         p.copy_(b * alpha)
         return alpha
     return quantize
+
+
+def _trial(g: Tensor, m: Tensor, v: Tensor, w: Tensor, d: Tensor, trial: Tensor,
+           beta1: float, beta2: float, step: float, eps_c: float) -> None:
+    """BLAQ's forward stage (moment blend): m, v and D in place, the trial weight into ``trial``."""
+    m_new = torch.lerp(m, g, 1 - beta1)
+    v_new = v * beta2 + g * g * (1 - beta2)
+    d_new = torch.sqrt(v_new) + eps_c
+    m.copy_(m_new)
+    v.copy_(v_new)
+    d.copy_(d_new)
+    trial.copy_(torch.clamp(w + step * (m_new / d_new), -1.0, 1.0))
+
+
+def _backtrack(blended: bool) -> Callable:
+    def backtrack(m, v, g, d, w, beta1, beta2, a, w_blend, w_d, eps_next, step):
+        """BLAQ's backtrack stage (moment blend; optim.BLAQ._backtrack_moment's math): D_comb
+        into d, w in place, and with ``blended`` the blended moments into m, v."""
+        v2 = v * beta2 + g * g * (1 - beta2)
+        blend = torch.lerp(m, g, w_blend)
+        d_comb = torch.lerp(d, torch.sqrt(v2) + eps_next, w_d)
+        if blended:
+            m_new = torch.lerp(m, g, (1 - beta1) * (1 - a))
+            v_new = torch.lerp(v, v2, 1 - a)
+            m.copy_(m_new)
+            v.copy_(v_new)
+        d.copy_(d_comb)
+        w.copy_(torch.clamp(w + step * (blend / d_comb), -1.0, 1.0))
+    return backtrack
+
+
+@functools.cache
+def trial_fn() -> Callable:
+    """The compiled ``_trial``."""
+    return compile_variant(_trial)
+
+
+@functools.cache
+def backtrack_fn(blended: bool) -> Callable:
+    """The compiled ``_backtrack``."""
+    return compile_variant(_backtrack(blended), blended)
 
 
 @functools.cache

@@ -494,6 +494,12 @@ class BLAQ(LossAwareAdam):
             st["step"] += 1
             bc1, bc2_sqrt = _bias_corrections(beta1, beta2, st["step"])
             m, v = st["exp_avg"], st["exp_avg_sq"]
+            if self.compile and self.blend == "moment":
+                d, trial = self._buffer(p, "d1"), self._buffer(p, "trial")
+                fused.trial_fn()(g, m, v, st["w"], d, trial, beta1, beta2,
+                                 -(lr * bc2_sqrt / bc1), eps * bc2_sqrt)
+                self._requantize(p, d, trial)
+                continue
             if self.blend == "gradient":
                 m = torch.lerp(m, g, 1 - beta1, out=self._buffer(p, "m1"))
                 v = torch.mul(v, beta2, out=self._buffer(p, "v1"))
@@ -558,11 +564,16 @@ class BLAQ(LossAwareAdam):
         bc1_next, bc2_sqrt_next = _bias_corrections(beta1, beta2, t + 1)
         m, v = st["exp_avg"], st["exp_avg_sq"]  # m_t, v_t
         d, blend = self._buffer(p, "d1"), self._buffer(p, "trial")
+        c, r = bc1 / bc1_next, bc2_sqrt / bc2_sqrt_next
+        s, s2 = a + (1 - a) * c, a + (1 - a) * r
+        if self.compile:  # the same math in one fused pass
+            fused.backtrack_fn(self.keep_moments == "blended")(
+                m, v, g_trial, d, st["w"], beta1, beta2, a, (1 - beta1) * ((1 - a) * c / s),
+                (1 - a) * r / s2, eps * bc2_sqrt_next, -(lr * s * bc2_sqrt / (bc1 * s2)))
+            return d
         v2 = torch.mul(v, beta2, out=self._buffer(p, "v2")).addcmul_(
             g_trial, g_trial, value=1 - beta2
         )  # v*
-        c, r = bc1 / bc1_next, bc2_sqrt / bc2_sqrt_next
-        s, s2 = a + (1 - a) * c, a + (1 - a) * r
         torch.lerp(m, g_trial, (1 - beta1) * ((1 - a) * c / s), out=blend)
         if self.keep_moments == "blended":  # a m_t + (1-a) m*, a v_t + (1-a) v*
             m.lerp_(g_trial, (1 - beta1) * (1 - a))

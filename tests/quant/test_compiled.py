@@ -76,9 +76,12 @@ def test_laq_step_matches_eager(scheme: str, bits: int) -> None:
     _assert_close(*_pair(lambda m: LossAwareAdam(m, scheme, bits=bits, lr=1e-2)))
 
 
-@pytest.mark.parametrize(("scheme", "bits"), [("lab", 1), ("laq-linear", 3)])
-def test_blaq_step_matches_eager(scheme: str, bits: int) -> None:
-    _assert_close(*_pair(lambda m: BLAQ(m, scheme, bits=bits, lr=1e-2, m=1)))
+@pytest.mark.parametrize(("scheme", "bits", "blend", "keep"), [
+    ("lab", 1, "moment", "blended"), ("laq-linear", 3, "moment", "current"),
+    ("lab", 1, "gradient", "blended")])
+def test_blaq_step_matches_eager(scheme: str, bits: int, blend: str, keep: str) -> None:
+    _assert_close(*_pair(lambda m: BLAQ(m, scheme, bits=bits, lr=1e-2, m=1, blend=blend,
+                                        keep_moments=keep)))
 
 
 @pytest.mark.parametrize("rounds", [1, None])
@@ -123,3 +126,34 @@ def test_meter_matches_eager() -> None:
 def test_compile_option_is_checked() -> None:
     with pytest.raises(UserError, match="compile must be True or False"):
         LossAwareAdam(_model(), "lab", compile="yes")
+
+
+@pytest.mark.cuda
+@pytest.mark.parametrize(("scheme", "bits"), [("lab", 1), ("twn", 2), ("laq-log", 3)])
+def test_cuda_compiled_step_never_synchronises(scheme: str, bits: int) -> None:
+    """On a GPU the compiled step (Triton kernels; the alternation frozen on the device) reads
+    nothing on the host, the meter included."""
+    reason = fused.available("cuda")
+    if reason is not None:
+        pytest.skip(f"torch.compile unavailable on cuda: {reason}")
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(12, 16), nn.ReLU(), nn.Linear(16, 5)).cuda()
+    opt = LossAwareAdam(model, scheme, bits=bits, lr=1e-2, zigzag=True, compile=True)
+    x, y = torch.randn(32, 12, device="cuda"), torch.randint(0, 5, (32,), device="cuda")
+
+    def closure():
+        opt.zero_grad()
+        loss = nn.functional.cross_entropy(model(x), y)
+        loss.backward()
+        return loss
+
+    for _ in range(2):  # compiles (and allocates the buffers)
+        opt.step(closure)
+    torch.cuda.synchronize()
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        for _ in range(3):
+            opt.step(closure)
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+    assert opt.zigzag.iteration == 5
