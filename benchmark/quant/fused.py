@@ -62,11 +62,17 @@ def compile_variant(fn: Callable, *variant: object) -> Callable:
 # --- the Adam update of a quantized layer --------------------------------------------------
 
 
+def _lerp(a: Tensor, b: Tensor, weight: float) -> Tensor:
+    """a + weight (b - a): torch.lerp's formula for weights below 1/2, written out (dynamo
+    specializes lerp on a Python float weight, which would recompile every step for BLAQ)."""
+    return a + weight * (b - a)
+
+
 def _update(g: Tensor, m: Tensor, v: Tensor, w: Tensor, d: Tensor | None,
             beta1: float, beta2: float, step: float, eps_c: float) -> tuple[Tensor, Tensor]:
     """m, v, w (and D = sqrt(v) + eps_c, unless d is None) in place; returns the new w and D
     (LossAwareAdam's math)."""
-    m_new = torch.lerp(m, g, 1 - beta1)
+    m_new = _lerp(m, g, 1 - beta1)
     v_new = v * beta2 + g * g * (1 - beta2)
     d_new = torch.sqrt(v_new) + eps_c
     w_new = torch.clamp(w + step * (m_new / d_new), -1.0, 1.0)
@@ -130,7 +136,7 @@ def _closed_quantize(scheme: str, has_d: bool) -> Callable:
 def _trial(g: Tensor, m: Tensor, v: Tensor, w: Tensor, d: Tensor, trial: Tensor,
            beta1: float, beta2: float, step: float, eps_c: float) -> None:
     """BLAQ's forward stage (moment blend): m, v and D in place, the trial weight into ``trial``."""
-    m_new = torch.lerp(m, g, 1 - beta1)
+    m_new = _lerp(m, g, 1 - beta1)
     v_new = v * beta2 + g * g * (1 - beta2)
     d_new = torch.sqrt(v_new) + eps_c
     m.copy_(m_new)
@@ -144,11 +150,11 @@ def _backtrack(blended: bool) -> Callable:
         """BLAQ's backtrack stage (moment blend; optim.BLAQ._backtrack_moment's math): D_comb
         into d, w in place, and with ``blended`` the blended moments into m, v."""
         v2 = v * beta2 + g * g * (1 - beta2)
-        blend = torch.lerp(m, g, w_blend)
-        d_comb = torch.lerp(d, torch.sqrt(v2) + eps_next, w_d)
+        blend = _lerp(m, g, w_blend)
+        d_comb = _lerp(d, torch.sqrt(v2) + eps_next, w_d)
         if blended:
-            m_new = torch.lerp(m, g, (1 - beta1) * (1 - a))
-            v_new = torch.lerp(v, v2, 1 - a)
+            m_new = _lerp(m, g, (1 - beta1) * (1 - a))
+            v_new = _lerp(v, v2, 1 - a)
             m.copy_(m_new)
             v.copy_(v_new)
         d.copy_(d_comb)

@@ -157,3 +157,22 @@ def test_cuda_compiled_step_never_synchronises(scheme: str, bits: int) -> None:
     finally:
         torch.cuda.set_sync_debug_mode("default")
     assert opt.zigzag.iteration == 5
+
+
+@pytest.mark.parametrize(("scheme", "bits"), [("lab", 1), ("laq-linear", 3)])
+def test_compiled_steps_do_not_recompile_as_the_scalars_change(scheme: str, bits: int) -> None:
+    """The bias corrections and BLAQ's blend weights change every step: the kernels take them as
+    arguments (12 steps: beyond dynamo's 8 recompilations, which fullgraph turns into an error)."""
+    torch.manual_seed(0)
+    model = _model()
+    opt = BLAQ(model, scheme, bits=bits, lr=1e-2, m=1, zigzag=True, compile=True)
+    x, y = torch.randn(32, 12), torch.randint(0, 5, (32,))
+
+    def closure():
+        opt.zero_grad()
+        loss = nn.functional.cross_entropy(model(x), y)
+        loss.backward()
+        return loss
+
+    losses = [opt.step(closure).detach().item() for _ in range(12)]
+    assert losses[-1] < losses[0]
