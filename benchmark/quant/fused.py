@@ -63,8 +63,8 @@ def compile_variant(fn: Callable, *variant: object) -> Callable:
 
 
 def _lerp(a: Tensor, b: Tensor, weight: float) -> Tensor:
-    """a + weight (b - a): torch.lerp's formula for weights below 1/2, written out (dynamo
-    specializes lerp on a Python float weight, which would recompile every step for BLAQ)."""
+    """a + weight (b - a): torch.lerp's formula for weights below 1/2, written out (the weight
+    may be a 0-dim tensor: the scalars that change every step are passed as tensors)."""
     return a + weight * (b - a)
 
 

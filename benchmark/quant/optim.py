@@ -162,6 +162,7 @@ class LossAwareAdam(torch.optim.Optimizer):
         self._batchnorms = [m for m in model.modules() if isinstance(m, _BatchNorm)]
         self._scratch: dict[int, dict[str, Tensor]] = {}
         self._workspaces: dict[int, Workspace] = {}
+        self._scalars: dict[tuple, Tensor] = {}
         self._saved_stats: list[tuple[Tensor, Tensor]] | None = None
         self._others_denom: list[Tensor] | None = None
         with torch.no_grad():
@@ -247,6 +248,7 @@ class LossAwareAdam(torch.optim.Optimizer):
         st, name = self.state[p], self._scheme.name
         g, m, v, w = p.grad, st["exp_avg"], st["exp_avg_sq"], st["w"]
         d = self._buffer(p, "d1")
+        step, eps_c = self._scalar(p, "step", step), self._scalar(p, "eps", eps_c)
         if name in fused.CLOSED_FORM:
             b = self._spare_levels(p)
             has_d = self._scheme.loss_aware
@@ -264,6 +266,16 @@ class LossAwareAdam(torch.optim.Optimizer):
         else:
             fused.update_fn()(g, m, v, w, d, beta1, beta2, step, eps_c)
             self._requantize(p, d)
+
+    def _scalar(self, p: Tensor, name: str, value: float) -> Tensor:
+        """``value`` in a kept 0-dim tensor on p's device (the compiled kernels take the scalars
+        that change every step as tensors: as Python floats dynamo may specialize on them and
+        recompile; filling a kept tensor never waits for the device)."""
+        key = (name, p.device, p.dtype)
+        t = self._scalars.get(key)
+        if t is None:
+            t = self._scalars[key] = torch.empty((), dtype=p.dtype, device=p.device)
+        return t.fill_(value)
 
     def _rounds(self) -> int:
         return 10 if self.rounds is None else self.rounds
@@ -497,7 +509,8 @@ class BLAQ(LossAwareAdam):
             if self.compile and self.blend == "moment":
                 d, trial = self._buffer(p, "d1"), self._buffer(p, "trial")
                 fused.trial_fn()(g, m, v, st["w"], d, trial, beta1, beta2,
-                                 -(lr * bc2_sqrt / bc1), eps * bc2_sqrt)
+                                 self._scalar(p, "step", -(lr * bc2_sqrt / bc1)),
+                                 self._scalar(p, "eps", eps * bc2_sqrt))
                 self._requantize(p, d, trial)
                 continue
             if self.blend == "gradient":
@@ -568,8 +581,11 @@ class BLAQ(LossAwareAdam):
         s, s2 = a + (1 - a) * c, a + (1 - a) * r
         if self.compile:  # the same math in one fused pass
             fused.backtrack_fn(self.keep_moments == "blended")(
-                m, v, g_trial, d, st["w"], beta1, beta2, a, (1 - beta1) * ((1 - a) * c / s),
-                (1 - a) * r / s2, eps * bc2_sqrt_next, -(lr * s * bc2_sqrt / (bc1 * s2)))
+                m, v, g_trial, d, st["w"], beta1, beta2, a,
+                self._scalar(p, "blend", (1 - beta1) * ((1 - a) * c / s)),
+                self._scalar(p, "blend d", (1 - a) * r / s2),
+                self._scalar(p, "eps", eps * bc2_sqrt_next),
+                self._scalar(p, "step", -(lr * s * bc2_sqrt / (bc1 * s2))))
             return d
         v2 = torch.mul(v, beta2, out=self._buffer(p, "v2")).addcmul_(
             g_trial, g_trial, value=1 - beta2

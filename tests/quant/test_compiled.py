@@ -21,7 +21,7 @@ REASON = fused.available("cpu")
 pytestmark = [pytest.mark.slow,
               pytest.mark.skipif(REASON is not None, reason=f"torch.compile unavailable: {REASON}")]
 
-SCHEMES = [("bwn", 1), ("twn", 2), ("lab", 1), ("lat-exact", 2), ("lat-approx", 2),
+SCHEMES = [("bwn", 1), ("twn", 2), ("lab", 1), ("lat-exact", 2),  # lat-approx: laq-linear at n = 1
            ("laq-linear", 3), ("laq-log", 3)]
 
 
