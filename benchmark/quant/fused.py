@@ -59,6 +59,15 @@ def compile_variant(fn: Callable, *variant: object) -> Callable:
     return torch.compile(fresh, fullgraph=True)
 
 
+def flat(*tensors: Tensor | None) -> tuple[Tensor | None, ...]:
+    """The tensors as 1-D views when all are contiguous (every kernel here is elementwise with
+    whole-tensor sums, so it needs no shape: one compiled kernel serves every layer, and dynamo
+    compiles each function at most twice, static then dynamic in size); else as they are."""
+    if all(t is None or t.is_contiguous() for t in tensors):
+        return tuple(None if t is None else t.view(-1) for t in tensors)
+    return tensors
+
+
 # --- the Adam update of a quantized layer --------------------------------------------------
 
 
@@ -309,6 +318,11 @@ def alternate(
     log = scheme == "laq-log"
     n = 2 ** (bits - 1) - 1
     has_d = d is not None
+    if update is None:
+        w, d, init, b_out, p = flat(w, d, init, b_out, p)
+    else:
+        w, d, init, b_out, p, *grads = flat(w, d, init, b_out, p, update[0], update[1], update[2])
+        update = (*grads, *update[3:])
     if update is None:
         args = (w, w, w, w, d if has_d else w, init, 0.0, 0.0, 0.0, 0.0)
     else:

@@ -247,24 +247,25 @@ class LossAwareAdam(torch.optim.Optimizer):
         in as few passes as the scheme allows."""
         st, name = self.state[p], self._scheme.name
         g, m, v, w = p.grad, st["exp_avg"], st["exp_avg_sq"], st["w"]
-        d = self._buffer(p, "d1")
+        d, q = self._buffer(p, "d1"), p.detach()  # q: the parameter as a plain tensor
         step, eps_c = self._scalar(p, "step", step), self._scalar(p, "eps", eps_c)
         if name in fused.CLOSED_FORM:
             b = self._spare_levels(p)
             has_d = self._scheme.loss_aware
+            fg, fm, fv, fw, fb, fq = fused.flat(g, m, v, w, b, q)
             st["alpha"] = fused.closed_step_fn(name, has_d)(
-                g, m, v, w, None, b, p, beta1, beta2, step, eps_c)
+                fg, fm, fv, fw, None, fb, fq, beta1, beta2, step, eps_c)
             if name != "twn":
-                fused.write_signs_fn()(w, st["alpha"], b, p)
+                fused.write_signs_fn()(fw, st["alpha"], fb, fq)
             st["b"] = b
         elif name in fused.ITERATIVE:
             b = self._spare_levels(p)
             st["alpha"] = fused.alternate(
-                name, self.bits, w, d, st["b"], b, p, self._rounds(), self._sync_free(p),
+                name, self.bits, w, d, st["b"], b, q, self._rounds(), self._sync_free(p),
                 update=(g, m, v, beta1, beta2, step, eps_c))
             st["b"] = b
         else:
-            fused.update_fn()(g, m, v, w, d, beta1, beta2, step, eps_c)
+            fused.update_fn()(*fused.flat(g, m, v, w, d), beta1, beta2, step, eps_c)
             self._requantize(p, d)
 
     def _scalar(self, p: Tensor, name: str, value: float) -> Tensor:
@@ -328,11 +329,13 @@ class LossAwareAdam(torch.optim.Optimizer):
         name = self._scheme.name
         if self.compile and (name in fused.CLOSED_FORM or name in fused.ITERATIVE):
             b = self._spare_levels(p)
+            q = p.detach()  # the parameter as a plain tensor
             if name in fused.CLOSED_FORM:
                 has_d = self._scheme.loss_aware
-                alpha = fused.closed_quantize_fn(name, has_d)(w, d if has_d else None, b, p)
+                alpha = fused.closed_quantize_fn(name, has_d)(
+                    *fused.flat(w, d if has_d else None, b, q))
             else:
-                alpha = fused.alternate(name, self.bits, w, d, st["b"], b, p, self._rounds(),
+                alpha = fused.alternate(name, self.bits, w, d, st["b"], b, q, self._rounds(),
                                         self._sync_free(p))
         else:
             alpha, b = self._quantize(p, w, d, st["b"])
@@ -508,7 +511,7 @@ class BLAQ(LossAwareAdam):
             m, v = st["exp_avg"], st["exp_avg_sq"]
             if self.compile and self.blend == "moment":
                 d, trial = self._buffer(p, "d1"), self._buffer(p, "trial")
-                fused.trial_fn()(g, m, v, st["w"], d, trial, beta1, beta2,
+                fused.trial_fn()(*fused.flat(g, m, v, st["w"], d, trial), beta1, beta2,
                                  self._scalar(p, "step", -(lr * bc2_sqrt / bc1)),
                                  self._scalar(p, "eps", eps * bc2_sqrt))
                 self._requantize(p, d, trial)
@@ -581,7 +584,7 @@ class BLAQ(LossAwareAdam):
         s, s2 = a + (1 - a) * c, a + (1 - a) * r
         if self.compile:  # the same math in one fused pass
             fused.backtrack_fn(self.keep_moments == "blended")(
-                m, v, g_trial, d, st["w"], beta1, beta2, a,
+                *fused.flat(m, v, g_trial, d, st["w"]), beta1, beta2, a,
                 self._scalar(p, "blend", (1 - beta1) * ((1 - a) * c / s)),
                 self._scalar(p, "blend d", (1 - a) * r / s2),
                 self._scalar(p, "eps", eps * bc2_sqrt_next),

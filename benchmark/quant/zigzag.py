@@ -46,7 +46,7 @@ import torch
 from torch import Tensor
 
 from benchmark.errors import UserError
-from benchmark.quant.fused import compile_variant
+from benchmark.quant.fused import compile_variant, flat
 
 MAX_TRACE = 5000  # iterations a trace keeps at most (decimated evenly beyond)
 SUMMARY_KEYS = ("zz_cosine", "zz_flip_rate", "zz_osc_freq", "zz_osc_share", "zz_osc_amplitude")
@@ -132,8 +132,9 @@ class ZigZagMeter:
             u, (s1, s2) = self._u_next[i], self._scratch[i]
             if self.compile:
                 prev = None if self._u_prev is None else self._u_prev[i]
+                fb0, fb1, fprev, fu, fdir, ffreq = flat(b0, b1, prev, u, self._dir[i], self._freq[i])
                 sums = _layer_fn(prev is not None)(
-                    a0, b0, a1, b1, prev, u, self._dir[i], self._freq[i], self.momentum, float(n))
+                    a0, fb0, a1, fb1, fprev, fu, fdir, ffreq, self.momentum, float(n))
                 norm2, dot, both, flips = (_add(norm2, sums[0]), *(
                     (None, None, None) if prev is None else
                     (_add(dot, sums[1]), _add(both, sums[2]), _add(flips, sums[3]))))
