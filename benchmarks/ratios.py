@@ -10,7 +10,9 @@ one thread, CPU time) and reports each ratio as the median of its per-round rati
 Targets (issue 10; benchmarks, never timed tests): a LAQ-family step at most 1.15x the default
 Adam step, the closed-form schemes (bwn, lab, twn) at most 1.05x; the zig-zag meter at most
 1.10x the LAQ step without it; a BLAQ step (active epoch) at most 2.05x the LAQ step with the
-same quantizer. Ratios against the fused Adam step are reported without a target.
+same quantizer. Ratios against the fused Adam step are reported without a target. A row
+named "NAME-c" is NAME with ``compile=True`` (the opt-in fused path); the table ends with one
+line per target row giving its ratio eager and with the option.
 """
 
 from __future__ import annotations
@@ -53,8 +55,8 @@ def fp_target(kind: str, scheme: str | None) -> float | None:
 
 def _base_name(row: Mapping[str, Any]) -> str | None:
     """The LAQ step a meter or BLAQ step is compared with (same scheme and options)."""
-    if row["kind"] == "laq-zigzag":
-        return f"laq-{row['scheme']}"
+    if row["kind"] == "laq-zigzag":  # laq-lab-zigzag[-c] -> laq-lab[-c]
+        return row["optimizer"].replace("-zigzag", "", 1)
     if row["kind"] == "blaq":
         return row["optimizer"].replace("blaq-", "laq-", 1)
     return None
@@ -71,6 +73,7 @@ def ratio_lines(rows: Iterable[Mapping[str, Any]]) -> list[str]:
         by_model.setdefault(row["model"], []).append(row)
     lines = []
     for model, group in by_model.items():
+        checked: dict[str, tuple[float, float]] = {}
         named = {r["optimizer"]: r for r in group}
         fp, fused = named.get("fp-adam"), named.get("fp-adam-fused")
         lines.append(f"{model}: median (min) step time; ratio to Adam, to Adam(fused=True), "
@@ -79,14 +82,38 @@ def ratio_lines(rows: Iterable[Mapping[str, Any]]) -> list[str]:
             text = f"  {r['optimizer']:18s} {r['median'] * 1e3:9.1f} ms ({r['min'] * 1e3:.1f})"
             if fp is not None:
                 ratio, best = r["median"] / fp["median"], r["min"] / fp["min"]
-                text += f"  x{ratio:.3f} ({best:.3f}) vs fp{_verdict(ratio, fp_target(r['kind'], r['scheme']))}"
+                target = fp_target(r["kind"], r["scheme"])
+                text += f"  x{ratio:.3f} ({best:.3f}) vs fp{_verdict(ratio, target)}"
+                if target is not None:
+                    checked[r["optimizer"]] = (ratio, target)
             if fused is not None:
                 text += f"  x{r['median'] / fused['median']:.3f} vs fused"
             base = named.get(_base_name(r) or "")
             if base is not None:
                 ratio, best = r["median"] / base["median"], r["min"] / base["min"]
-                text += f"  x{ratio:.3f} ({best:.3f}) vs {base['optimizer']}{_verdict(ratio, _base_target(r['kind']))}"
+                target = _base_target(r["kind"])
+                text += f"  x{ratio:.3f} ({best:.3f}) vs {base['optimizer']}{_verdict(ratio, target)}"
+                if target is not None:
+                    checked[r["optimizer"]] = (ratio, target)
             lines.append(text)
+        lines += paired_lines(checked)
+    return lines
+
+
+def paired_lines(checked: Mapping[str, tuple[float, float]]) -> list[str]:
+    """One line per target row: its ratio eager and with ``compile=True`` (the row named
+    "NAME-c"), each against the target. ``checked``: name -> (ratio, target)."""
+    lines = []
+    for name, (ratio, target) in checked.items():
+        if name.endswith("-c"):
+            continue
+        text = f"  {name:18s} x{ratio:.3f}{_verdict(ratio, target)}"
+        fast = checked.get(f"{name}-c")
+        if fast is not None:
+            text += f"  compile=True x{fast[0]:.3f}{_verdict(fast[0], target)}"
+        lines.append(text)
+    if lines:
+        lines.insert(0, "targets: eager and compile=True")
     return lines
 
 
@@ -134,19 +161,26 @@ def measure_interleaved(model: str, rounds: int, only: list[str] | None = None) 
     def ratio(a: str, b: str) -> float:
         return statistics.median(x / y for x, y in zip(times[a], times[b], strict=True))
 
+    checked: dict[str, tuple[float, float]] = {}
     for n in names:
         kind, scheme = OPTIMIZERS[n][:2]
         text = f"  {n:18s} {statistics.median(times[n]) * 1e3:9.1f} ms"
         r = ratio(n, "fp-adam")
-        text += f"  x{r:.3f} vs fp{_verdict(r, fp_target(kind, scheme))}"
+        target = fp_target(kind, scheme)
+        text += f"  x{r:.3f} vs fp{_verdict(r, target)}"
+        if target is not None:
+            checked[n] = (r, target)
         if "fp-adam-fused" in times:
             text += f"  x{ratio(n, 'fp-adam-fused'):.3f} vs fused"
         base = _base_name({"kind": kind, "scheme": scheme, "optimizer": n})
         if base in times:
             r = ratio(n, base)
-            text += f"  x{r:.3f} vs {base}{_verdict(r, _base_target(kind))}"
+            target = _base_target(kind)
+            text += f"  x{r:.3f} vs {base}{_verdict(r, target)}"
+            if target is not None:
+                checked[n] = (r, target)
         lines.append(text)
-    return lines
+    return lines + paired_lines(checked)
 
 
 def main(argv: list[str]) -> int:

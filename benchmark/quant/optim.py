@@ -23,6 +23,7 @@ from torch import Tensor, nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
 from benchmark.errors import UserError
+from benchmark.quant import fused
 from benchmark.quant.quantizers import Scheme, Workspace, get_scheme
 from benchmark.quant.zigzag import ZigZagMeter
 
@@ -76,7 +77,12 @@ class LossAwareAdam(torch.optim.Optimizer):
     convergence across steps); ``sync_free`` (None: on when the weights are not on the CPU) makes
     every step free of host reads of device values, so that a GPU step never waits for the
     device. After the first step a step allocates no tensor of a weight's size: the scratch
-    tensors and the quantizer's workspaces are kept per layer.
+    tensors and the quantizer's workspaces are kept per layer. ``compile=True`` runs the step
+    through ``torch.compile``d kernels (``benchmark.quant.fused``: the update, the closed-form
+    and iterative quantizers and the zig-zag meter fused into a few passes over the weights;
+    lat-exact and schemes registered without a fused kernel keep their eager quantizer): the
+    results equal the default's within float rounding, not bit for bit; the first step compiles
+    (seconds per weight shape, then cached on disk).
     """
 
     def __init__(
@@ -92,6 +98,7 @@ class LossAwareAdam(torch.optim.Optimizer):
         zigzag: bool | ZigZagMeter = False,
         rounds: int | None = None,
         sync_free: bool | None = None,
+        compile: bool = False,
     ) -> None:
         if not isinstance(model, nn.Module):
             raise UserError(f"pass the model (an nn.Module), not {type(model).__name__}")
@@ -105,6 +112,8 @@ class LossAwareAdam(torch.optim.Optimizer):
             raise UserError(f"rounds (the alternation cap per step) must be a positive integer or None, not {rounds!r}")
         if sync_free not in (None, True, False):
             raise UserError(f"sync_free must be True, False or None (automatic), not {sync_free!r}")
+        if compile not in (True, False):
+            raise UserError(f"compile must be True or False, not {compile!r}")
         self._scheme = get_scheme(scheme)
         self._scheme.check_bits(bits)
         self.bits = bits
@@ -136,8 +145,13 @@ class LossAwareAdam(torch.optim.Optimizer):
             groups.append({"params": others, "quantized": False})
         super().__init__(groups, {"lr": lr, "betas": tuple(betas), "eps": eps})
         self.epoch = 0
+        self.compile = bool(compile)
+        if compile:
+            reason = fused.available(quantized[0].device)
+            if reason is not None:
+                raise UserError(f"compile=True is not available here: {reason}")
         if zigzag is True:
-            self.zigzag: ZigZagMeter | None = ZigZagMeter()
+            self.zigzag: ZigZagMeter | None = ZigZagMeter(compile=self.compile)
         elif isinstance(zigzag, ZigZagMeter):
             self.zigzag = zigzag
         elif zigzag is False or zigzag is None:
@@ -148,6 +162,7 @@ class LossAwareAdam(torch.optim.Optimizer):
         self._batchnorms = [m for m in model.modules() if isinstance(m, _BatchNorm)]
         self._scratch: dict[int, dict[str, Tensor]] = {}
         self._workspaces: dict[int, Workspace] = {}
+        self._scalars: dict[tuple, Tensor] = {}
         self._saved_stats: list[tuple[Tensor, Tensor]] | None = None
         self._others_denom: list[Tensor] | None = None
         with torch.no_grad():
@@ -216,6 +231,9 @@ class LossAwareAdam(torch.optim.Optimizer):
             st["step"] += 1
             bc1, bc2_sqrt = _bias_corrections(beta1, beta2, st["step"])
             m, v, w = st["exp_avg"], st["exp_avg_sq"], st["w"]
+            if self.compile:
+                self._fused_step(p, beta1, beta2, -(lr * bc2_sqrt / bc1), eps * bc2_sqrt)
+                continue
             m.lerp_(p.grad, 1 - beta1)
             v.mul_(beta2).addcmul_(p.grad, p.grad, value=1 - beta2)
             d = torch.sqrt(v, out=self._buffer(p, "d1")).add_(eps * bc2_sqrt)  # D_t
@@ -223,6 +241,53 @@ class LossAwareAdam(torch.optim.Optimizer):
             self._requantize(p, d)
         self._measure(old)
         return loss
+
+    def _fused_step(self, p: Tensor, beta1: float, beta2: float, step: float, eps_c: float) -> None:
+        """The compiled LAQ step of one layer (``compile=True``): the update and the quantizer
+        in as few passes as the scheme allows."""
+        st, name = self.state[p], self._scheme.name
+        g, m, v, w = p.grad, st["exp_avg"], st["exp_avg_sq"], st["w"]
+        d, q = self._buffer(p, "d1"), p.detach()  # q: the parameter as a plain tensor
+        step, eps_c = self._scalar(p, "step", step), self._scalar(p, "eps", eps_c)
+        if name in fused.CLOSED_FORM:
+            b = self._spare_levels(p)
+            has_d = self._scheme.loss_aware
+            fg, fm, fv, fw, fb, fq = fused.flat(g, m, v, w, b, q)
+            st["alpha"] = fused.closed_step_fn(name, has_d)(
+                fg, fm, fv, fw, None, fb, fq, beta1, beta2, step, eps_c)
+            if name != "twn":
+                fused.write_signs_fn()(fw, st["alpha"], fb, fq)
+            st["b"] = b
+        elif name in fused.ITERATIVE:
+            b = self._spare_levels(p)
+            st["alpha"] = fused.alternate(
+                name, self.bits, w, d, st["b"], b, q, self._rounds(), self._sync_free(p),
+                update=(g, m, v, beta1, beta2, step, eps_c))
+            st["b"] = b
+        else:
+            fused.update_fn()(*fused.flat(g, m, v, w, d), beta1, beta2, step, eps_c)
+            self._requantize(p, d)
+
+    def _scalar(self, p: Tensor, name: str, value: float) -> Tensor:
+        """``value`` in a kept 0-dim tensor on p's device (the compiled kernels take the scalars
+        that change every step as tensors: as Python floats dynamo may specialize on them and
+        recompile; filling a kept tensor never waits for the device)."""
+        key = (name, p.device, p.dtype)
+        t = self._scalars.get(key)
+        if t is None:
+            t = self._scalars[key] = torch.empty((), dtype=p.dtype, device=p.device)
+        return t.fill_(value)
+
+    def _rounds(self) -> int:
+        return 10 if self.rounds is None else self.rounds
+
+    def _sync_free(self, p: Tensor) -> bool:
+        return p.device.type != "cpu" if self.sync_free is None else self.sync_free
+
+    def _spare_levels(self, p: Tensor) -> Tensor:
+        """A levels buffer that is not the layer's current levels (two kept per layer)."""
+        first = self._buffer(p, "levels0")
+        return self._buffer(p, "levels1") if self.state[p]["b"] is first else first
 
     # --- building blocks shared with BLAQ ---------------------------------------------------
 
@@ -254,12 +319,30 @@ class LossAwareAdam(torch.optim.Optimizer):
             ws = self._workspaces[id(p)] = Workspace()
         return sch.solve_into(w, d, self.bits, init, ws, rounds=self.rounds, sync_free=self.sync_free)
 
-    def _requantize(self, p: Tensor, d: Tensor) -> None:
-        """w_hat = Q(w; d) with the previous levels as warm start, written into the parameter."""
+    def _requantize(self, p: Tensor, d: Tensor, w: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        """w_hat = Q(w; d) with the previous levels as warm start, written into the parameter;
+        ``w`` (default: the layer's full-precision weight) is the weight to quantize, and the
+        state keeps the result only for that default. Returns (alpha, b)."""
         st = self.state[p]
-        alpha, b = self._quantize(p, st["w"], d, st["b"])
-        st["alpha"], st["b"] = alpha, b
-        torch.mul(b, alpha, out=p)
+        keep = w is None
+        w = st["w"] if w is None else w
+        name = self._scheme.name
+        if self.compile and (name in fused.CLOSED_FORM or name in fused.ITERATIVE):
+            b = self._spare_levels(p)
+            q = p.detach()  # the parameter as a plain tensor
+            if name in fused.CLOSED_FORM:
+                has_d = self._scheme.loss_aware
+                alpha = fused.closed_quantize_fn(name, has_d)(
+                    *fused.flat(w, d if has_d else None, b, q))
+            else:
+                alpha = fused.alternate(name, self.bits, w, d, st["b"], b, q, self._rounds(),
+                                        self._sync_free(p))
+        else:
+            alpha, b = self._quantize(p, w, d, st["b"])
+            torch.mul(b, alpha, out=p)
+        if keep:
+            st["alpha"], st["b"] = alpha, b
+        return alpha, b
 
     def _levels(self) -> list[tuple[Tensor, Tensor]] | None:
         """(alpha, b) of every quantized layer before the step, when a meter is attached."""
@@ -387,10 +470,11 @@ class BLAQ(LossAwareAdam):
         zigzag: bool | ZigZagMeter = False,
         rounds: int | None = None,
         sync_free: bool | None = None,
+        compile: bool = False,
     ) -> None:
         a, m, blend, keep_moments = check_blaq_options(a, m, blend, keep_moments)
         super().__init__(model, scheme, bits, lr, betas, eps, quantize_first, quantize_last, zigzag,
-                         rounds, sync_free)
+                         rounds, sync_free, compile)
         self.a = a
         self.m = m
         self.blend = blend
@@ -425,6 +509,13 @@ class BLAQ(LossAwareAdam):
             st["step"] += 1
             bc1, bc2_sqrt = _bias_corrections(beta1, beta2, st["step"])
             m, v = st["exp_avg"], st["exp_avg_sq"]
+            if self.compile and self.blend == "moment":
+                d, trial = self._buffer(p, "d1"), self._buffer(p, "trial")
+                fused.trial_fn()(*fused.flat(g, m, v, st["w"], d, trial), beta1, beta2,
+                                 self._scalar(p, "step", -(lr * bc2_sqrt / bc1)),
+                                 self._scalar(p, "eps", eps * bc2_sqrt))
+                self._requantize(p, d, trial)
+                continue
             if self.blend == "gradient":
                 m = torch.lerp(m, g, 1 - beta1, out=self._buffer(p, "m1"))
                 v = torch.mul(v, beta2, out=self._buffer(p, "v1"))
@@ -435,8 +526,7 @@ class BLAQ(LossAwareAdam):
             d = torch.sqrt(v, out=self._buffer(p, "d1")).add_(eps * bc2_sqrt)  # D_t
             trial = self._buffer(p, "trial")
             torch.addcdiv(st["w"], m, d, value=-(lr * bc2_sqrt / bc1), out=trial).clamp_(-1, 1)
-            alpha, b = self._quantize(p, trial, d, st["b"])
-            torch.mul(b, alpha, out=p)
+            self._requantize(p, d, trial)
         if self.blend == "moment":
             first_grads = [None] * len(params)  # folded into m_t, v_t: let the memory go
         self.zero_grad(set_to_none=True)  # the first-pass gradients now belong to us alone
@@ -490,11 +580,19 @@ class BLAQ(LossAwareAdam):
         bc1_next, bc2_sqrt_next = _bias_corrections(beta1, beta2, t + 1)
         m, v = st["exp_avg"], st["exp_avg_sq"]  # m_t, v_t
         d, blend = self._buffer(p, "d1"), self._buffer(p, "trial")
+        c, r = bc1 / bc1_next, bc2_sqrt / bc2_sqrt_next
+        s, s2 = a + (1 - a) * c, a + (1 - a) * r
+        if self.compile:  # the same math in one fused pass
+            fused.backtrack_fn(self.keep_moments == "blended")(
+                *fused.flat(m, v, g_trial, d, st["w"]), beta1, beta2, a,
+                self._scalar(p, "blend", (1 - beta1) * ((1 - a) * c / s)),
+                self._scalar(p, "blend d", (1 - a) * r / s2),
+                self._scalar(p, "eps", eps * bc2_sqrt_next),
+                self._scalar(p, "step", -(lr * s * bc2_sqrt / (bc1 * s2))))
+            return d
         v2 = torch.mul(v, beta2, out=self._buffer(p, "v2")).addcmul_(
             g_trial, g_trial, value=1 - beta2
         )  # v*
-        c, r = bc1 / bc1_next, bc2_sqrt / bc2_sqrt_next
-        s, s2 = a + (1 - a) * c, a + (1 - a) * r
         torch.lerp(m, g_trial, (1 - beta1) * ((1 - a) * c / s), out=blend)
         if self.keep_moments == "blended":  # a m_t + (1-a) m*, a v_t + (1-a) v*
             m.lerp_(g_trial, (1 - beta1) * (1 - a))

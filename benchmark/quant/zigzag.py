@@ -37,6 +37,7 @@ quantized layer (evenly spaced flat indices) after each recorded step.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from typing import Any
 
@@ -45,6 +46,7 @@ import torch
 from torch import Tensor
 
 from benchmark.errors import UserError
+from benchmark.quant.fused import compile_variant, flat
 
 MAX_TRACE = 5000  # iterations a trace keeps at most (decimated evenly beyond)
 SUMMARY_KEYS = ("zz_cosine", "zz_flip_rate", "zz_osc_freq", "zz_osc_share", "zz_osc_amplitude")
@@ -62,7 +64,10 @@ class ZigZagMeter:
         threshold: float = 0.01,
         n_tracked: int = 8,
         max_trace: int = MAX_TRACE,
+        compile: bool = False,
     ) -> None:
+        """``compile=True`` measures each layer in one ``torch.compile``d pass (equal to the
+        default within float rounding: the sums run in another order)."""
         if not 0.0 <= momentum < 1.0:
             raise UserError(f"zig-zag momentum must lie in [0, 1), not {momentum}")
         if n_tracked < 1 or max_trace < 2:
@@ -74,6 +79,7 @@ class ZigZagMeter:
         self.threshold = float(threshold)
         self.n_tracked = int(n_tracked)
         self.max_trace = int(max_trace)
+        self.compile = bool(compile)
         self.iteration = 0  # steps observed so far
         self._u_prev: list[Tensor] | None = None
         self._u_next: list[Tensor] = []  # scratch buffers: this step's update is written here
@@ -124,6 +130,16 @@ class ZigZagMeter:
             zip(alpha_old, b_old, alpha_new, b_new, level_steps, strict=True)
         ):
             u, (s1, s2) = self._u_next[i], self._scratch[i]
+            if self.compile:
+                prev = None if self._u_prev is None else self._u_prev[i]
+                fb0, fb1, fprev, fu, fdir, ffreq = flat(b0, b1, prev, u, self._dir[i], self._freq[i])
+                sums = _layer_fn(prev is not None)(
+                    a0, fb0, a1, fb1, fprev, fu, fdir, ffreq, self.momentum, float(n))
+                norm2, dot, both, flips = (_add(norm2, sums[0]), *(
+                    (None, None, None) if prev is None else
+                    (_add(dot, sums[1]), _add(both, sums[2]), _add(flips, sums[3]))))
+                events, amp = _add(events, sums[4]), _add(amp, sums[5])
+                continue
             torch.mul(b1, a1, out=u)
             u.addcmul_(b0, a0, value=-1)
             uf = u.view(-1)
@@ -263,6 +279,35 @@ class ZigZagMeter:
             self._acc = None
         self._u_prev = state.get("u_prev")
         self._norm2_prev = state.get("norm2_prev")
+
+
+def _layer(a0: Tensor, b0: Tensor, a1: Tensor, b1: Tensor, u_prev: Tensor | None, u: Tensor,
+           direction: Tensor, freq: Tensor, momentum: float, n: float) -> tuple[Tensor, ...]:
+    """``ZigZagMeter.update``'s per-layer work as one function (compiled: one pass); returns
+    (norm2, dot, moved, flips, events, amplitude sum), the middle three 0 without u_prev."""
+    u_new = b1 * a1 - b0 * a0
+    norm2 = (u_new * u_new).sum()
+    zero = norm2 * 0
+    dot = moved = flips = zero
+    if u_prev is not None:
+        prod = u_new * u_prev
+        dot = prod.sum()
+        agree = torch.sign(prod)
+        moved = (agree * agree).sum()
+        flips = (moved - agree.sum()) / 2
+    change = b1 - b0
+    against = torch.clamp(change * direction, max=0)
+    events_mask = torch.sign(against)  # -1 at events
+    u.copy_(u_new)
+    freq.copy_(freq * momentum - events_mask * (1.0 - momentum))
+    direction.copy_(torch.sign(direction + 2 * torch.sign(change)))
+    return norm2, dot, moved, flips, -events_mask.sum(), against.sum() * -n
+
+
+@functools.cache
+def _layer_fn(has_prev: bool):
+    """The compiled ``_layer``, one per value of has_prev (a code object each: see fused.compile_variant)."""
+    return compile_variant(_layer, has_prev)
 
 
 def _empty(x: Tensor) -> Tensor:
