@@ -37,11 +37,10 @@ from benchmark.checkpoint import (  # noqa: F401
 )
 from benchmark.config import RunConfig
 from benchmark.errors import UserError
+from benchmark.locks import RunBusyError, RunLock
 from benchmark.methods import all_option_names
 from benchmark.provenance import code_version, environment, model_digest  # noqa: F401
 from benchmark.store import (
-    RunBusyError,
-    RunLock,
     check_store,
     checkpoint_path,
     open_store,

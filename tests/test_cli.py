@@ -15,7 +15,8 @@ import pytest
 
 from benchmark.cli import main, parse_seeds
 from benchmark.errors import UserError
-from benchmark.store import list_run_dirs, lock_owner, run_status
+from benchmark.locks import lock_owner
+from benchmark.store import list_run_dirs, run_status
 
 
 @pytest.mark.parametrize(

@@ -1,4 +1,4 @@
-"""The cross-host run lease (store.RunLock): busy while fresh, stale after LEASE_STALE_S, taken
+"""The cross-host run lease (locks.RunLock): busy while fresh, stale after LEASE_STALE_S, taken
 over, never two holders. Other hosts are simulated (``local=False``, an injected holder), and
 time is an injected clock: nothing here sleeps or depends on timing."""
 
@@ -8,8 +8,8 @@ import threading
 
 import pytest
 
-from benchmark import store as store_mod
-from benchmark.store import (
+from benchmark import locks as locks_mod
+from benchmark.locks import (
     LEASE_STALE_S,
     Holder,
     RunBusyError,
@@ -17,9 +17,9 @@ from benchmark.store import (
     lease_holder,
     lease_paths,
     lock_owner,
-    open_store,
     read_lease,
 )
+from benchmark.store import open_store
 
 
 class Clock:
@@ -105,7 +105,7 @@ def test_two_claimants_of_a_stale_lease_never_both_hold_it(tmp_path, monkeypatch
     clock.t += LEASE_STALE_S + 1
     stale = read_lease(store, "r1")
     b, c = _lock(store, NODE_B, clock), _lock(store, NODE_C, clock)
-    real_read = store_mod.read_lease
+    real_read = locks_mod.read_lease
     reads = []
 
     def c_read_first_the_stale_record(runs_dir, run_id):
@@ -114,11 +114,11 @@ def test_two_claimants_of_a_stale_lease_never_both_hold_it(tmp_path, monkeypatch
 
     b.acquire()  # b judged it stale and claimed the next generation
     # c judged it stale at the same time (it read the record before b's claim landed)
-    monkeypatch.setattr(store_mod, "read_lease", c_read_first_the_stale_record)
+    monkeypatch.setattr(locks_mod, "read_lease", c_read_first_the_stale_record)
     with pytest.raises(RunBusyError, match="node-b"):
         c.acquire()
     assert len(reads) == 2  # c lost the race for generation 2, looked again, and found b
-    monkeypatch.setattr(store_mod, "read_lease", real_read)
+    monkeypatch.setattr(locks_mod, "read_lease", real_read)
     assert _holders([b, c]) == [b] and not c.held
     assert [g for g, _ in lease_paths(store, "r1")] == [2]
 

@@ -22,9 +22,10 @@ import benchmark.run as run_module
 import benchmark.train as train_module
 from benchmark.config import RunConfig
 from benchmark.errors import UserError
+from benchmark.locks import RunLock
 from benchmark.quant.zigzag import SUMMARY_KEYS
 from benchmark.run import RunExperiment, run_config
-from benchmark.store import RunLock, checkpoint_path, lock_path, read_run, run_status
+from benchmark.store import checkpoint_path, lock_path, read_run, run_status
 from benchmark.tasks import TASKS, get_task
 from benchmark.tasks.losses import LOSSES, squared_hinge
 

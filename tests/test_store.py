@@ -8,13 +8,11 @@ import sys
 import pytest
 
 from benchmark.errors import UserError
+from benchmark.locks import RunBusyError, RunLock, lock_owner
 from benchmark.store import (
     STORE_FORMAT,
-    RunBusyError,
-    RunLock,
     check_store,
     list_run_dirs,
-    lock_owner,
     lock_path,
     open_store,
     read_json,
@@ -149,7 +147,7 @@ def test_stale_lock_of_a_dead_process_is_taken_over(tmp_path):
     # a process that takes the lock and is then SIGKILLed leaves the file with its pid behind
     code = (
         "import os, signal, sys\n"
-        "from benchmark.store import RunLock\n"
+        "from benchmark.locks import RunLock\n"
         f"RunLock({str(store)!r}, 'r1').acquire()\n"
         "os.kill(os.getpid(), signal.SIGKILL)\n"
     )
@@ -166,7 +164,7 @@ def test_lock_held_by_a_live_process_reports_busy(tmp_path):
     store = open_store(tmp_path / "runs")
     code = (
         "import sys, time\n"
-        "from benchmark.store import RunLock\n"
+        "from benchmark.locks import RunLock\n"
         f"RunLock({str(store)!r}, 'r1').acquire()\n"
         "print('locked', flush=True)\n"
         "sys.stdin.readline()\n"

@@ -6,7 +6,7 @@ store is self-contained: submitit's files and the job logs live in ``<runs_dir>/
 and ``<runs_dir>/_slurm/jobs/<run_id>.json`` records which job owns a run, so that a later
 invocation (after ``--no-wait``, or a second submitter) watches that job instead of submitting
 the run again. Submissions into one store are serialized by ``_slurm/submit.lock``; a run trained
-by some other live process is reported busy (its lease, benchmark.store.RunLock).
+by some other live process is reported busy (its lease, benchmark.locks.RunLock).
 
 Preemption and time limits: Slurm signals the job first (submitit's USR2, ``--signal`` 90 s
 before the time limit, or at preemption with ``preempt_send_user_signal``); submitit then
@@ -38,7 +38,8 @@ from typing import TYPE_CHECKING, Any
 
 from benchmark.errors import UserError
 from benchmark.launchers import Launcher, LaunchOptions
-from benchmark.store import lease_holder, read_json, write_json_atomic
+from benchmark.locks import lease_holder
+from benchmark.store import read_json, write_json_atomic
 
 if TYPE_CHECKING:
     from benchmark.config import RunConfig

@@ -18,7 +18,8 @@ import pytest
 
 from benchmark.grid import threads_per_job
 from benchmark.launchers.slurm import job_results, read_records
-from benchmark.store import checkpoint_path, lock_owner, read_run, run_status
+from benchmark.locks import lock_owner
+from benchmark.store import checkpoint_path, read_run, run_status
 
 pytestmark = pytest.mark.slurm
 
