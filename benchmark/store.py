@@ -8,15 +8,14 @@ The locks that say a run is being trained (on one host and across hosts) are ben
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
-import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from benchmark.atomic import write_text_atomic
 from benchmark.errors import UserError
 
 STORE_FORMAT = 1
@@ -75,15 +74,7 @@ def open_store(runs_dir: str | os.PathLike[str], create: bool = True) -> Path:
 
 def write_json_atomic(path: Path, obj: Any) -> None:
     """Write JSON to a temporary file beside ``path`` and rename it over ``path``."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
-    try:
-        with open(tmp, "w") as f:
-            json.dump(obj, f, sort_keys=True, indent=2)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):  # never hide the first error behind the cleanup's
-            tmp.unlink(missing_ok=True)
-        raise
+    write_text_atomic(path, json.dumps(obj, sort_keys=True, indent=2))
 
 
 def read_json(path: str | os.PathLike[str]) -> Any | None:

@@ -17,7 +17,15 @@ if [ ${#missing[@]} -eq 0 ]; then
     exit 0
 fi
 export DEBIAN_FRONTEND=noninteractive
-# the package scripts try to start services; without systemd they cannot, and must not fail
+# The package scripts must not start the services: without systemd they fall back to the
+# init.d scripts, and a system MariaDB or munged started there would hold the port and the
+# socket that start.sh gives its own daemons. policy-rc.d (exit 101) forbids it for the install.
+policy=/usr/sbin/policy-rc.d
+own_policy=0
+if [ ! -e "$policy" ]; then
+    printf '#!/bin/sh\nexit 101\n' > "$policy" && chmod +x "$policy" && own_policy=1
+fi
+trap '[ "$own_policy" = 1 ] && rm -f "$policy"' EXIT
 apt-get install -y -q --no-install-recommends "${missing[@]}" || {
     apt-get update -q && apt-get install -y -q --no-install-recommends "${missing[@]}"
 }
