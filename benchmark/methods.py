@@ -17,7 +17,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Union
+from typing import TYPE_CHECKING, Any, ClassVar, Union
 
 from benchmark.errors import UserError
 from benchmark.registry import Registry
@@ -87,7 +87,10 @@ class Method:
         if self.options is None:
             return {}
         values = {k: v for k, v in given.items() if k in mine and v is not None}
-        return dataclasses.asdict(self.options(**values).resolved(task))
+        resolved = dataclasses.asdict(self.options(**values).resolved(task))
+        # options a method gained later are left out of the key while unset (old run ids hold)
+        omitted = getattr(self.options, "UNSET_OMITTED", ())
+        return {k: v for k, v in resolved.items() if v is not None or k not in omitted}
 
     def make_optimizer(self, config: RunConfig, model: nn.Module, lr: float) -> torch.optim.Optimizer:
         """The method's optimizer on ``model`` for a resolved ``config``."""
@@ -95,22 +98,58 @@ class Method:
         return factory(model, config, lr)
 
 
+def _check_step_options(rounds: Any, compile: Any) -> tuple[int | None, bool | None]:
+    """The speed options checked (the optimizers' own check) and normalised: a value equal to
+    the default is unset (None), so that one computation never trains under two run ids."""
+    from benchmark.quant.optim import check_speed_options
+    from benchmark.quant.quantizers import _MAX_ROUNDS  # the spec's cap: rounds=10 is the rule
+
+    rounds, compiled = check_speed_options(rounds, False if compile is None else compile)
+    return (None if rounds == _MAX_ROUNDS else rounds), (True if compiled else None)
+
+
+@dataclass(frozen=True)
+class StepOptions:
+    """The speed settings of the loss-aware steps (``benchmark.quant.optim``), unset by default.
+
+    ``rounds`` caps the alternation rounds of the iterative schemes per step (None: the spec's
+    rule, at most 10 rounds or alpha moving by less than 1e-6); ``compile`` takes the
+    ``torch.compile``d path (None: off), whose results equal the default's within float
+    rounding. Both change a run's numbers, so a set one is part of the run id; an unset one is
+    left out of it (``UNSET_OMITTED``), so every run made before they existed keeps its id.
+    """
+
+    rounds: int | None = None
+    compile: bool | None = None
+
+    UNSET_OMITTED: ClassVar[tuple[str, ...]] = ("rounds", "compile")
+
+    def resolved(self, task: Task) -> StepOptions:
+        return StepOptions(*_check_step_options(self.rounds, self.compile))
+
+
 @dataclass(frozen=True)
 class BLAQOptions:
     """BLAQ's settings: blend coefficient ``a`` and period ``m`` (None: the task's defaults),
-    the blend (``moment`` or ``gradient``) and which moments it keeps (``blended``/``current``)."""
+    the blend (``moment`` or ``gradient``) and which moments it keeps (``blended``/``current``);
+    and the speed settings of ``StepOptions``."""
 
     a: float | None = None
     m: int | None = None
     blend: str = "moment"
     keep_moments: str = "blended"
+    rounds: int | None = None
+    compile: bool | None = None
+
+    UNSET_OMITTED: ClassVar[tuple[str, ...]] = StepOptions.UNSET_OMITTED
 
     def resolved(self, task: Task) -> BLAQOptions:
         from benchmark.quant.optim import check_blaq_options  # the one check (optimizer's own)
 
         a = task.default_a if self.a is None else self.a
         m = task.default_m if self.m is None else self.m
-        return BLAQOptions(*check_blaq_options(a, m, self.blend, self.keep_moments))
+        return BLAQOptions(*check_blaq_options(a, m, self.blend, self.keep_moments),
+                           *_check_step_options(self.rounds, self.compile))
 
 
 def _quantized_common(config: RunConfig, lr: float) -> dict[str, Any]:
@@ -127,10 +166,10 @@ def adam_step(model: nn.Module, config: RunConfig, lr: float) -> torch.optim.Opt
 
 
 def loss_aware_step(model: nn.Module, config: RunConfig, lr: float) -> torch.optim.Optimizer:
-    """BWN/TWN/LAB/LAQ: ``LossAwareAdam`` with the config's scheme and bits."""
+    """BWN/TWN/LAB/LAQ: ``LossAwareAdam`` with the config's scheme, bits and speed options."""
     from benchmark.quant import LossAwareAdam
 
-    return LossAwareAdam(model, **_quantized_common(config, lr))
+    return LossAwareAdam(model, **config.options, **_quantized_common(config, lr))
 
 
 def blaq_step(model: nn.Module, config: RunConfig, lr: float) -> torch.optim.Optimizer:
@@ -202,19 +241,23 @@ def all_option_names() -> tuple[str, ...]:
 
 # BLAQ's options are in the key of every run (None for other methods): the run ids of the store
 # were hashed that way when they were flat RunConfig fields, and must stay what they were
-LEGACY_OPTIONS = tuple(f.name for f in dataclasses.fields(BLAQOptions))
+LEGACY_OPTIONS = ("a", "m", "blend", "keep_moments")
 
 for _m in (
     Method("fp", "Full precision", "adam", (32,), (), _no_scheme,
            "full-precision weights, plain Adam"),
     Method("bwn", "BWN", "loss-aware", (1,), ("bwn",), lambda bits: "bwn",
-           "binary weights, alpha = mean |w| (XNOR-Net), curvature-blind"),
+           "binary weights, alpha = mean |w| (XNOR-Net), curvature-blind",
+           options=StepOptions),
     Method("twn", "TWN", "loss-aware", (2,), ("twn",), lambda bits: "twn",
-           "ternary weights, threshold 0.7 mean |w| (Li et al.), curvature-blind"),
+           "ternary weights, threshold 0.7 mean |w| (Li et al.), curvature-blind",
+           options=StepOptions),
     Method("lab", "LAB", "loss-aware", (1,), ("lab",), lambda bits: "lab",
-           "loss-aware binarization (Hou et al. 2017)"),
+           "loss-aware binarization (Hou et al. 2017)",
+           options=StepOptions),
     Method("laq", "LAQ", "loss-aware", LOSS_AWARE_BITS, LOSS_AWARE_SCHEMES, _loss_aware_default,
-           "loss-aware quantization (Hou & Kwok 2018): LAB at 1 bit, LAT at 2, LAQ linear/log above"),
+           "loss-aware quantization (Hou & Kwok 2018): LAB at 1 bit, LAT at 2, LAQ linear/log above",
+           options=StepOptions),
     Method("blaq", "BLAQ", "blaq", LOSS_AWARE_BITS, LOSS_AWARE_SCHEMES, _loss_aware_default,
            "LAQ with a look-ahead step and a backtrack every m-th epoch (Ma et al. 2024)",
            options=BLAQOptions),

@@ -1,14 +1,15 @@
 """The round cap of the iterative schemes: its effect on quick-profile accuracy and training time.
 
-    python benchmarks/rounds_accuracy.py [RUNS_DIR] [--seeds 0 1] [--rounds 1 2]
+    python benchmarks/rounds_accuracy.py [RUNS_DIR] [--seeds 0 1 2] [--rounds 1 2]
 
-Trains quick-profile runs of the iterative schemes with the spec's stopping rule (the default)
-and with ``rounds`` capped (the warm start carries the convergence to the next step). The
-default runs go to the run store RUNS_DIR (default ``runs-rounds``; a copy of
-``results/runs-quick`` there makes them cache hits), the capped ones to ``RUNS_DIR/rounds-K``:
-the cap is not part of the run config (so not of the run id), and a capped run must never sit
-in a store beside default runs. One thread, as the committed runs. Prints final test accuracy
-and training time per run and the mean per setting.
+Trains the quick-profile runs of the iterative schemes with the spec's stopping rule (the
+default) and with the alternation capped at ``rounds`` per step (the run option ``rounds``: the
+previous step's levels stay the warm start, so the convergence carries across steps). A capped
+run has a run id of its own, so both kinds live in one run store, RUNS_DIR (default
+``results/runs-quick``, whose committed runs are the spec-rule side: cache hits). One thread per
+run, as the committed runs. Prints, per scheme and cap, the paired differences over seeds
+(capped minus the spec's rule, same seed) of the final test accuracy and of the training time,
+with their 95% Student-t intervals (``benchmark.stats``).
 """
 
 from __future__ import annotations
@@ -24,72 +25,69 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmark import run as R  # noqa: E402
 from benchmark.config import RunConfig  # noqa: E402
+from benchmark.stats import t_interval  # noqa: E402
 
-# (task, method, scheme, bits)
-CASES = [("mnist-mlp", "laq", "laq-log", 3), ("mnist-mlp", "laq", "laq-linear", 3),
-         ("mnist-mlp", "laq", "lat-approx", 2), ("cifar10-vgg", "laq", "laq-log", 3)]
-
-_make_optimizer = R.make_optimizer
-
-
-ROUNDS: list[int | None] = [None]  # the cap of the runs being trained (None: the spec's rule)
+# (task, method, scheme, bits): the iterative schemes of the committed quick grids
+CASES = [(task, "laq", scheme, bits)
+         for task in ("mnist-mlp", "mnist-lenet5", "cifar10-vgg", "svhn-net")
+         for scheme, bits in (("lat-approx", 2), ("laq-linear", 3), ("laq-log", 3))]
 
 
-def _with_rounds(config: RunConfig, model: Any, lr: float) -> Any:
-    """The suite's optimizer, with the round cap of ``ROUNDS`` (read at every step)."""
-    opt = _make_optimizer(config, model, lr)
-    if ROUNDS[0] is not None:
-        opt.rounds = ROUNDS[0]
-    return opt
+def _train(config: RunConfig, runs_dir: Path) -> dict[str, Any] | None:
+    outcome = R.run_config(config, runs_dir, threads=1)
+    if outcome.status in ("failed", "busy"):
+        print(f"rounds_accuracy: {outcome.run_id} {outcome.status}: {outcome.reason}",
+              file=sys.stderr)
+        return None
+    run = json.loads((outcome.run_dir / "run.json").read_text())
+    result = run.get("result") or {}
+    info = json.loads((outcome.run_dir / "info.json").read_text())
+    return {"run_id": outcome.run_id, "test_acc": result.get("test_acc"),
+            "train_time_s": result.get("train_time_s"),
+            "stand_in": bool(info.get("data", {}).get("stand_in"))}
+
+
+def _interval(diffs: list[float]) -> str:
+    mean = statistics.mean(diffs)
+    ci = t_interval(diffs)
+    return f"{mean:+.2f}" + ("" if ci is None else f" [{ci[0]:+.2f}, {ci[1]:+.2f}]")
 
 
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("runs_dir", nargs="?", type=Path, default=Path("runs-rounds"))
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
+    parser.add_argument("runs_dir", nargs="?", type=Path, default=Path("results/runs-quick"))
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--rounds", type=int, nargs="+", default=[1, 2])
     args = parser.parse_args(argv)
-    if any(r < 1 for r in args.rounds):
-        print("rounds_accuracy: --rounds must be positive integers", file=sys.stderr)
+    if any(r < 1 for r in args.rounds) or any(s < 0 for s in args.seeds):
+        print("rounds_accuracy: --rounds must be positive and --seeds non-negative integers",
+              file=sys.stderr)
         return 2
-    R.make_optimizer = _with_rounds
-    rows = []
+    runs: dict[tuple, dict[str, Any]] = {}
     for task, method, scheme, bits in CASES:
         for rounds in [None, *args.rounds]:
             for seed in args.seeds:
                 config = RunConfig(task=task, method=method, scheme=scheme, bits=bits,
-                                   profile="quick", seed=seed)
-                ROUNDS[0] = rounds
-                store = args.runs_dir if rounds is None else args.runs_dir / f"rounds-{rounds}"
-                outcome = R.run_config(config, store, threads=1)
-                if outcome.status in ("failed", "busy"):
-                    print(f"rounds_accuracy: {outcome.run_id} {outcome.status}: {outcome.reason}",
-                          file=sys.stderr)
+                                   profile="quick", seed=seed, rounds=rounds)
+                row = _train(config, args.runs_dir)
+                if row is None:
                     return 1
-                run = json.loads((outcome.run_dir / "run.json").read_text())
-                result = run.get("result") or {}
-                rows.append({"task": task, "scheme": scheme, "bits": bits, "rounds": rounds,
-                             "seed": seed, "status": run.get("status"),
-                             "test_acc": result.get("test_acc"),
-                             "train_time_s": result.get("train_time_s"),
-                             "run_id": outcome.run_id})
-                print(f"{task} {scheme} {bits} rounds={rounds or 'spec'} seed={seed}: "
-                      f"{run.get('status')} acc {result.get('test_acc')} "
-                      f"time {result.get('train_time_s', float('nan')):.1f} s ({outcome.run_id})",
-                      flush=True)
-    print("\nmeans over seeds (test accuracy %, training time s):")
-    groups: dict[tuple, list[dict[str, Any]]] = {}
-    for r in rows:
-        groups.setdefault((r["task"], r["scheme"], r["bits"], r["rounds"]), []).append(r)
-    for (task, scheme, bits, rounds), rs in groups.items():
-        done = [r for r in rs if r["test_acc"] is not None]
-        if not done:
-            continue
-        acc = statistics.mean(r["test_acc"] for r in done)
-        secs = statistics.mean(r["train_time_s"] for r in done)
-        accs = " ".join(f"{r['test_acc']:.2f}" for r in done)
-        print(f"  {task:12s} {scheme:10s} {bits}  rounds={rounds or 'spec':4}  acc {acc:6.2f} "
-              f"({accs})  time {secs:5.1f}")
+                runs[(task, scheme, bits, rounds, seed)] = row
+                print(f"{task} {scheme} {bits} bits, rounds={rounds or 'spec'}, seed {seed}: "
+                      f"test acc {row['test_acc']:.2f} %, {row['train_time_s']:.1f} s "
+                      f"({row['run_id']})", flush=True)
+    print("\ncapped minus the spec's rule, paired over seeds "
+          f"{' '.join(map(str, args.seeds))}: mean [95% interval]")
+    for task, _, scheme, bits in CASES:
+        spec = [runs[(task, scheme, bits, None, s)] for s in args.seeds]
+        accs = " ".join(f"{r['test_acc']:.2f}" for r in spec)
+        stand_in = " (stand-in data)" if any(r["stand_in"] for r in spec) else ""
+        print(f"  {task} {scheme} {bits} bits{stand_in}: the spec's rule {accs} %")
+        for rounds in args.rounds:
+            capped = [runs[(task, scheme, bits, rounds, s)] for s in args.seeds]
+            acc = [c["test_acc"] - r["test_acc"] for c, r in zip(capped, spec, strict=True)]
+            accs = " ".join(f"{c['test_acc']:.2f}" for c in capped)
+            print(f"    rounds={rounds}: {accs} %; difference {_interval(acc)} points")
     return 0
 
 

@@ -150,3 +150,57 @@ def test_blaq_checks_its_options_once_with_one_message_each():
         with pytest.raises(UserError) as from_optimizer:
             BLAQ(torch.nn.Linear(2, 2), **{name: value})
         assert str(from_config.value) == str(from_optimizer.value) == message
+
+
+def test_speed_options_are_in_the_id_only_when_set():
+    """``rounds`` and ``compile`` change a run's numbers: a set one splits the id; unset (or at
+    its default: rounds=10 is the spec's rule, compile=False the eager path) it is left out of
+    the key, so every run made before the options existed keeps its id."""
+    for method in ("laq", "blaq", "lab", "bwn", "twn"):
+        bits = 2 if method == "twn" else 1
+        plain = RunConfig(method=method, bits=bits)
+        assert "rounds" not in plain.key() and "compile" not in plain.key()
+        same = RunConfig(method=method, bits=bits, rounds=10, compile=False)
+        assert same.run_id == plain.run_id and same.key() == plain.key()
+        capped = RunConfig(method=method, bits=bits, rounds=1)
+        assert capped.run_id != plain.run_id and capped.key()["rounds"] == 1
+        compiled = RunConfig(method=method, bits=bits, compile=1)  # 1/0 as a command line gives
+        assert compiled.key()["compile"] is True
+        assert compiled.run_id == RunConfig(method=method, bits=bits, compile=True).run_id
+        assert compiled.run_id not in (plain.run_id, capped.run_id)
+    blaq = RunConfig(method="blaq", rounds=2).resolved().options
+    assert blaq == {"a": 0.6, "m": 5, "blend": "moment", "keep_moments": "blended", "rounds": 2}
+    assert RunConfig(method="fp", rounds=1).resolved().options == {}  # not the method's: dropped
+
+
+def test_speed_options_are_checked_as_the_optimizer_checks_them():
+    import torch
+
+    from benchmark.quant import LossAwareAdam
+
+    bad = {"rounds": (0, "rounds (the alternation cap per step) must be a positive integer or "
+                         "None, not 0"),
+           "compile": ("yes", "compile must be True or False, not 'yes'")}
+    for name, (value, message) in bad.items():
+        for method in ("laq", "blaq"):
+            with pytest.raises(UserError) as from_config:
+                RunConfig(method=method, **{name: value}).resolved()
+            assert str(from_config.value) == message
+        with pytest.raises(UserError) as from_optimizer:
+            LossAwareAdam(torch.nn.Linear(2, 2), **{name: value})
+        assert str(from_optimizer.value) == message
+
+
+def test_the_optimizer_of_a_run_takes_its_speed_options():
+    import torch
+
+    from benchmark.methods import get_method
+
+    model = torch.nn.Sequential(torch.nn.Linear(4, 3))
+    for method in ("laq", "blaq"):
+        config = RunConfig(method=method, bits=3, rounds=1).resolved()
+        opt = get_method(method).make_optimizer(config, model, 1e-3)
+        assert opt.rounds == 1 and opt.compile is False
+        default = get_method(method).make_optimizer(RunConfig(method=method, bits=3).resolved(),
+                                                    model, 1e-3)
+        assert default.rounds is None

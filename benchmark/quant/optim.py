@@ -45,6 +45,16 @@ def check_blaq_options(a: Any, m: Any, blend: Any, keep_moments: Any) -> tuple[f
     return float(a), m, blend, keep_moments
 
 
+def check_speed_options(rounds: Any, compile: Any) -> tuple[int | None, bool]:
+    """The optimizers' speed options, checked (the one place: the optimizers and the run config
+    both call it); returns them with ``compile`` as a bool. UserError with a one-line reason."""
+    if rounds is not None and (isinstance(rounds, bool) or not isinstance(rounds, int) or rounds < 1):
+        raise UserError(f"rounds (the alternation cap per step) must be a positive integer or None, not {rounds!r}")
+    if compile not in (True, False):
+        raise UserError(f"compile must be True or False, not {compile!r}")
+    return rounds, bool(compile)
+
+
 def quantizable_weights(
     model: nn.Module, quantize_first: bool = True, quantize_last: bool = True
 ) -> list[nn.Parameter]:
@@ -108,12 +118,9 @@ class LossAwareAdam(torch.optim.Optimizer):
             raise UserError(f"eps must be positive (the curvature must stay > 0), not {eps}")
         if len(betas) != 2 or not all(0.0 <= b < 1.0 for b in betas):
             raise UserError(f"betas must be two numbers in [0, 1), not {betas}")
-        if rounds is not None and (isinstance(rounds, bool) or not isinstance(rounds, int) or rounds < 1):
-            raise UserError(f"rounds (the alternation cap per step) must be a positive integer or None, not {rounds!r}")
+        rounds, compile = check_speed_options(rounds, compile)
         if sync_free not in (None, True, False):
             raise UserError(f"sync_free must be True, False or None (automatic), not {sync_free!r}")
-        if compile not in (True, False):
-            raise UserError(f"compile must be True or False, not {compile!r}")
         self._scheme = get_scheme(scheme)
         self._scheme.check_bits(bits)
         self.bits = bits
