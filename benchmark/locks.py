@@ -27,6 +27,7 @@ import fcntl
 import json
 import os
 import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -35,6 +36,9 @@ from benchmark.store import LOCK_DIR, lock_path
 
 LEASE_HEARTBEAT_S = 30.0  # seconds between two heartbeats of a held lease
 LEASE_STALE_S = 300.0  # a lease whose heartbeat is older than this is stale (10 missed beats)
+# a status probe (``_flock_holder``) holds a shared flock for a moment: a worker that meets one
+# tries again this many times, this far apart (s), before it calls the run busy
+PROBE_RETRIES, PROBE_WAIT_S = 5, 0.01
 
 
 def _boot_id() -> str:
@@ -132,8 +136,6 @@ def lease_holder(runs_dir: str | os.PathLike[str], run_id: str, *, now: float | 
     A lease of this host counts only while its flock is held (the kernel says whether its holder
     lives); one of another host counts until it is stale.
     """
-    import time
-
     lease = read_lease(runs_dir, run_id)
     if lease is None or lease.released:
         return None
@@ -178,6 +180,19 @@ def _flock_holder(path: Path) -> int | None:
         os.close(fd)
 
 
+def _flock_exclusive(fd: int) -> bool:
+    """Take the exclusive flock of ``fd`` without blocking; False if a holder keeps it through
+    the retries (a status probe's shared flock lasts microseconds; a worker's, its run)."""
+    for attempt in range(PROBE_RETRIES + 1):
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return True
+        except BlockingIOError:
+            if attempt < PROBE_RETRIES:
+                time.sleep(PROBE_WAIT_S)
+    return False
+
+
 def lock_owner(runs_dir: str | os.PathLike[str], run_id: str) -> int | None:
     """The pid of the live process that holds the lock of ``run_id`` (0 if not yet written), or None.
 
@@ -209,8 +224,6 @@ class RunLock:
                  clock: Any = None, holder: Holder | None = None,
                  heartbeat_s: float = LEASE_HEARTBEAT_S, stale_s: float = LEASE_STALE_S,
                  heartbeat: bool = True, local: bool = True, on_lost: Any = None):
-        import time
-
         self.runs_dir = Path(runs_dir)
         self.run_id = run_id
         self.path = lock_path(runs_dir, run_id)
@@ -234,11 +247,9 @@ class RunLock:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         while True:
             fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
+            if not _flock_exclusive(fd):
                 os.close(fd)
-                raise RunBusyError(self.run_id, _read_pid(self.path)) from None
+                raise RunBusyError(self.run_id, _read_pid(self.path))
             try:
                 same_file = os.stat(self.path).st_ino == os.fstat(fd).st_ino
             except FileNotFoundError:

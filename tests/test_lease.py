@@ -176,3 +176,40 @@ def test_the_heartbeat_thread_renews_the_lease_and_reports_a_takeover(tmp_path):
     assert a.lost and read_lease(store, "r1").holder == NODE_B
     a.release()
     b.release()
+
+
+def test_a_status_probe_at_the_moment_of_acquiring_does_not_make_the_run_busy(tmp_path,
+                                                                              monkeypatch):
+    """``lock_owner`` probes with a shared flock; a worker that meets one waits it out."""
+    import fcntl
+    import os
+
+    from benchmark import locks
+    from benchmark.store import lock_path
+
+    store = open_store(tmp_path / "runs")
+    path = lock_path(store, "r1")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    probe = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    fcntl.flock(probe, fcntl.LOCK_SH)  # a probe, caught holding its flock
+    waits = []
+
+    def probe_ends(seconds):  # the first retry's wait: the probe lets go
+        waits.append(seconds)
+        fcntl.flock(probe, fcntl.LOCK_UN)
+
+    monkeypatch.setattr(locks.time, "sleep", probe_ends)
+    try:
+        with RunLock(store, "r1", heartbeat=False) as lk:
+            assert lk.held and lock_owner(store, "r1") == os.getpid()
+        assert waits == [locks.PROBE_WAIT_S]
+        # a real holder keeps its flock through every retry: busy
+        holder = RunLock(store, "r1", heartbeat=False).acquire()
+        waits.clear()
+        monkeypatch.setattr(locks.time, "sleep", waits.append)
+        with pytest.raises(RunBusyError):
+            RunLock(store, "r1", heartbeat=False).acquire()
+        assert len(waits) == locks.PROBE_RETRIES
+        holder.release()
+    finally:
+        os.close(probe)
