@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from benchmark.errors import UserError
 from benchmark.results import Results
 from benchmark.runsdb import load_metrics
 
@@ -44,12 +45,20 @@ def curves(results: Results, metrics: list[str]) -> dict[str, pd.DataFrame]:
 
 
 def _runs_by(results: Results, method: str) -> dict[tuple[Any, Any, Any], str]:
-    """(task, bits, seed) -> the run id of the first completed run of ``method`` there."""
+    """(task, bits, seed) -> the run id of the completed run of ``method`` there; UserError if a
+    table has two entries of the method there (which one pairs with the other side would be a
+    guess: such a table must put each pair in its own spec)."""
     f = results.frame
     done = f[(f.status == "completed") & (f.method == method)]
     out: dict[tuple[Any, Any, Any], str] = {}
     for _, r in done.iterrows():
-        out.setdefault((r.task, int(r.bits), int(r.seed)), str(r.run_id))
+        key = (r.task, int(r.bits), int(r.seed))
+        if key in out and out[key] != str(r.run_id):
+            raise UserError(
+                f"{results.spec.key}: two {method} runs for task {key[0]}, {key[1]} bits, seed "
+                f"{key[2]} ({out[key]}, {r.run_id}); the curve measures pair one LAQ with one "
+                "BLAQ run per task, bit width and seed")
+        out[key] = str(r.run_id)
     return out
 
 
@@ -80,23 +89,33 @@ def with_active_epochs(results: Results, metrics: tuple[str, ...]) -> Results:
     return results.with_columns(columns)
 
 
-def auc(loss: np.ndarray) -> float:
-    """Mean height of a per-epoch curve: trapezoid area over epochs / epoch span."""
+def _epochs(loss: np.ndarray, epochs: np.ndarray | None) -> np.ndarray:
+    return np.arange(1, loss.size + 1, dtype=float) if epochs is None else np.asarray(epochs, float)
+
+
+def auc(loss: np.ndarray, epochs: np.ndarray | None = None) -> float:
+    """Mean height of a per-epoch curve: trapezoid area over epochs / epoch span. ``epochs``
+    (1-based, ascending; default 1, 2, ...) places the points: an epoch missing from the curve
+    is bridged by its neighbours' trapezoid."""
     loss = np.asarray(loss, dtype=float)
     if loss.size == 1:
         return float(loss[0])
-    return float(np.sum((loss[1:] + loss[:-1]) / 2) / (loss.size - 1))
+    x = _epochs(loss, epochs)
+    return float(np.sum(np.diff(x) * (loss[1:] + loss[:-1]) / 2) / (x[-1] - x[0]))
 
 
-def reach(loss: np.ndarray, wall: np.ndarray, target: float) -> tuple[int, float, bool]:
-    """The first epoch (1-based) at which ``loss`` is at or below ``target`` and the wall time
-    then; a curve that never gets there: one epoch more than it ran, and its whole time plus one
-    mean epoch (``reached`` False)."""
+def reach(loss: np.ndarray, wall: np.ndarray, target: float,
+          epochs: np.ndarray | None = None) -> tuple[int, float, bool]:
+    """The first epoch (1-based; ``epochs`` numbers the points, default 1, 2, ...) at which
+    ``loss`` is at or below ``target`` and the wall time then; a curve that never gets there:
+    one epoch more than its last, and its whole time plus one mean epoch (``reached`` False)."""
     loss, wall = np.asarray(loss, dtype=float), np.asarray(wall, dtype=float)
+    x = _epochs(loss, epochs)
     hit = np.flatnonzero(loss <= target)
     if hit.size:
-        return int(hit[0]) + 1, float(wall[hit[0]]), True
-    return loss.size + 1, float(wall[-1] * (loss.size + 1) / loss.size), False
+        return int(x[hit[0]]), float(wall[hit[0]]), True
+    last = int(x[-1])
+    return last + 1, float(wall[-1] * (last + 1) / last), False
 
 
 def with_convergence(results: Results) -> Results:
@@ -105,27 +124,30 @@ def with_convergence(results: Results) -> Results:
     laq, blaq = _runs_by(results, "laq"), _runs_by(results, "blaq")
     rows: dict[str, dict[str, Any]] = {}
 
-    def curve(rid: str) -> tuple[np.ndarray, np.ndarray] | None:
+    def curve(rid: str) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+        """(loss, wall time, epoch numbers) of the epochs that have both values."""
         wide = data.get(rid)
         if wide is None or "train_loss" not in wide or "wall_time" not in wide:
             return None
         ok = wide.dropna(subset=["train_loss", "wall_time"])
-        return (ok.train_loss.to_numpy(), ok.wall_time.to_numpy()) if len(ok) else None
+        if not len(ok):
+            return None
+        return ok.train_loss.to_numpy(), ok.wall_time.to_numpy(), ok.index.to_numpy()
 
     for key, lid in laq.items():
         lc = curve(lid)
         if lc is None:
             continue
         target = float(lc[0].min())
-        e, s, _ = reach(*lc, target)
+        e, s, _ = reach(lc[0], lc[1], target, lc[2])
         rows[lid] = {"conv_target": target, "conv_epochs": e, "conv_seconds": s,
-                     "conv_reached": True, "conv_auc": auc(lc[0])}
+                     "conv_reached": True, "conv_auc": auc(lc[0], lc[2])}
         bid = blaq.get(key)
         bc = curve(bid) if bid else None
         if bc is not None:
-            e, s, reached = reach(*bc, target)
+            e, s, reached = reach(bc[0], bc[1], target, bc[2])
             rows[bid] = {"conv_target": target, "conv_epochs": e, "conv_seconds": s,
-                         "conv_reached": reached, "conv_auc": auc(bc[0])}
+                         "conv_reached": reached, "conv_auc": auc(bc[0], bc[2])}
     columns = pd.DataFrame.from_dict(rows, orient="index")
     if columns.empty:
         columns = pd.DataFrame(columns=list(CONVERGENCE_COLUMNS))

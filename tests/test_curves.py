@@ -69,3 +69,33 @@ def test_active_epoch_means_take_blaqs_active_epochs_for_both_methods(monkeypatc
         for _, r in rows.iterrows():
             expected = _metric(r.run_id, "zz_cosine")[active].mean()
             assert r.zz_cosine_active == pytest.approx(expected)
+
+
+def test_a_missing_epoch_is_counted_by_its_number_not_its_position():
+    loss = np.array([1.0, 0.5, 0.3, 0.2])
+    wall = np.array([1.0, 2.0, 4.0, 5.0])
+    epochs = np.array([1, 2, 4, 5])  # epoch 3 has no value
+    assert reach(loss, wall, 0.3, epochs) == (4, 4.0, True)
+    assert reach(loss, wall, 0.1, epochs) == (6, pytest.approx(6.0), False)
+    # the gap is bridged: [1,2] 0.75, [2,4] 2 x 0.4, [4,5] 0.25, over a span of 4
+    assert auc(loss, epochs) == pytest.approx((0.75 + 0.8 + 0.25) / 4)
+    assert auc(loss, np.arange(1, 5)) == auc(loss)  # numbered 1, 2, ... is the default
+
+
+def test_two_runs_of_one_method_for_a_pair_are_refused(monkeypatch):
+    import dataclasses
+
+    import pandas as pd
+
+    from benchmark.errors import UserError
+
+    monkeypatch.chdir(DATA)
+    res = SPECS["table7"].results("store", "smoke", (0, 1))
+    f = res.frame
+    twin = f[(f.method == "blaq") & (f.status == "completed")].iloc[[0]].copy()
+    twin["run_id"] = "0" * 16  # another BLAQ setting's run, same task, bits and seed
+    doubled = dataclasses.replace(res, frame=pd.concat([f, twin], ignore_index=True))
+    with pytest.raises(UserError, match="two blaq runs for task"):
+        with_convergence(doubled)
+    with pytest.raises(UserError, match="two blaq runs for task"):
+        with_active_epochs(doubled, ("zz_cosine",))
