@@ -84,7 +84,7 @@ class Results:
 # an entry's settings: its run config's keys but those no table tells entries apart by (the seed
 # spans an entry; the profile is the grid's; the rest are at their defaults in the paper's grids)
 SETTING_KEYS = tuple(k for k in config_keys() if k not in (
-    "seed", "profile", "extra", "quantize_first", "quantize_last", "blend", "keep_moments"))
+    "seed", "profile", "extra", "quantize_first", "quantize_last"))
 
 
 def _plain(value: Any) -> Any:

@@ -99,3 +99,14 @@ def test_two_runs_of_one_method_for_a_pair_are_refused(monkeypatch):
         with_convergence(doubled)
     with pytest.raises(UserError, match="two blaq runs for task"):
         with_active_epochs(doubled, ("zz_cosine",))
+
+
+def test_an_entrys_setting_tells_blaq_variants_apart(monkeypatch):
+    """BLAQ's blend and kept moments are part of an entry's setting, so a table of variants can
+    select them (LAQ entries have none)."""
+    monkeypatch.chdir(DATA)
+    res = SPECS["table7"].results("store", "smoke", (0, 1))
+    blaq = res.select(method="blaq")
+    assert blaq and res.select(method="blaq", blend="moment", keep_moments="blended") == blaq
+    assert res.select(blend="gradient") == []
+    assert all(res.setting(e)["blend"] is None for e in res.select(method="laq"))

@@ -226,6 +226,6 @@ def test_the_column_lists_are_derived_from_their_sources():
     assert set(summarize(history)) == set(RESULT_KEYS) | set(SUMMARY_KEYS)
     assert set(runsdb.RESULT_COLUMNS) == (set(RESULT_KEYS) - {"epochs"}) | set(SUMMARY_KEYS)
     assert set(specs._CONFIG_FROM_GRID) == set(runsdb.CONFIG_COLUMNS) - {"seed"}
-    assert results.SETTING_KEYS == ("task", "method", "bits", "scheme", "a", "m", "lr_schedule",
-                                   "epochs")
+    assert results.SETTING_KEYS == ("task", "method", "bits", "scheme", "a", "m", "blend",
+                                   "keep_moments", "lr_schedule", "epochs")
     assert set(results.SETTING_KEYS) <= set(runsdb.CONFIG_COLUMNS)

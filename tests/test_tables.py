@@ -17,6 +17,7 @@ from benchmark.results import Results
 from benchmark.tables import render_method_table, render_sensitivity_table, render_zigzag_table
 
 SETTING = {"task": "mnist-mlp", "method": "blaq", "bits": 1, "scheme": "lab", "a": 0.6, "m": 5,
+           "blend": "moment", "keep_moments": "blended",
            "lr_schedule": "step15x0.1", "epochs": 10}
 
 
