@@ -76,6 +76,7 @@ def main(argv: list[str]) -> int:
                 print(f"{task} {scheme} {bits} bits, rounds={rounds or 'spec'}, seed {seed}: "
                       f"test acc {row['test_acc']:.2f} %, {row['train_time_s']:.1f} s "
                       f"({row['run_id']})", flush=True)
+    pooled: dict[int, list[float]] = {rounds: [] for rounds in args.rounds}
     print("\ncapped minus the spec's rule, paired over seeds "
           f"{' '.join(map(str, args.seeds))}: mean [95% interval]")
     for task, _, scheme, bits in CASES:
@@ -86,8 +87,13 @@ def main(argv: list[str]) -> int:
         for rounds in args.rounds:
             capped = [runs[(task, scheme, bits, rounds, s)] for s in args.seeds]
             acc = [c["test_acc"] - r["test_acc"] for c, r in zip(capped, spec, strict=True)]
+            pooled[rounds] += acc
             accs = " ".join(f"{c['test_acc']:.2f}" for c in capped)
             print(f"    rounds={rounds}: {accs} %; difference {_interval(acc)} points")
+    print("  every case pooled (a check for an effect common to all; the cases differ in task, "
+          "scheme and data):")
+    for rounds, acc in pooled.items():
+        print(f"    rounds={rounds}: {len(acc)} pairs, difference {_interval(acc)} points")
     return 0
 
 
