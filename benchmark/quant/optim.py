@@ -23,7 +23,7 @@ from torch import Tensor, nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
 from benchmark.errors import UserError
-from benchmark.quant import fused
+from benchmark.quant import fused, fused_lat
 from benchmark.quant.quantizers import Scheme, Workspace, get_scheme
 from benchmark.quant.zigzag import ZigZagMeter
 
@@ -163,6 +163,7 @@ class LossAwareAdam(torch.optim.Optimizer):
         self._scratch: dict[int, dict[str, Tensor]] = {}
         self._workspaces: dict[int, Workspace] = {}
         self._scalars: dict[tuple, Tensor] = {}
+        self._lat_windows: dict[int, fused_lat.Window] = {}  # compiled LAT exact, per layer
         self._saved_stats: list[tuple[Tensor, Tensor]] | None = None
         self._others_denom: list[Tensor] | None = None
         with torch.no_grad():
@@ -264,9 +265,24 @@ class LossAwareAdam(torch.optim.Optimizer):
                 name, self.bits, w, d, st["b"], b, q, self._rounds(), self._sync_free(p),
                 update=(g, m, v, beta1, beta2, step, eps_c))
             st["b"] = b
+        elif name == "lat-exact" and self._lat_windowed(p, g, m, v, w, d, q):
+            b = self._spare_levels(p)
+            st["alpha"] = fused_lat.laq_step(self._lat_window(p), g, m, v, w, d, b, q,
+                                             beta1, beta2, step, eps_c)
+            st["b"] = b
         else:
             fused.update_fn()(*fused.flat(g, m, v, w, d), beta1, beta2, step, eps_c)
             self._requantize(p, d)
+
+    def _lat_windowed(self, p: Tensor, *tensors: Tensor) -> bool:
+        """Whether LAT exact takes the compiled windowed path (fused_lat): host reads allowed."""
+        return not self._sync_free(p) and fused_lat.usable(*tensors)
+
+    def _lat_window(self, p: Tensor) -> fused_lat.Window:
+        win = self._lat_windows.get(id(p))
+        if win is None:
+            win = self._lat_windows[id(p)] = fused_lat.Window()
+        return win
 
     def _scalar(self, p: Tensor, name: str, value: float) -> Tensor:
         """``value`` in a kept 0-dim tensor on p's device (the compiled kernels take the scalars
@@ -337,6 +353,9 @@ class LossAwareAdam(torch.optim.Optimizer):
             else:
                 alpha = fused.alternate(name, self.bits, w, d, st["b"], b, q, self._rounds(),
                                         self._sync_free(p))
+        elif self.compile and name == "lat-exact" and self._lat_windowed(p, w, d, p):
+            b = self._spare_levels(p)
+            alpha = fused_lat.quantize(self._lat_window(p), w, d, b, p.detach())
         else:
             alpha, b = self._quantize(p, w, d, st["b"])
             torch.mul(b, alpha, out=p)

@@ -1,0 +1,363 @@
+"""LAT exact under ``compile=True`` on the CPU: a window around the last threshold, proved optimal.
+
+The optimal ternary support is a threshold on |w| (``quantizers``' sorted-prefix method), and
+from step to step the optimal threshold moves little (about 0.5% here). Per layer a ``Window``
+keeps a prediction ``c`` of the next threshold (the last one, extrapolated by its last move) and
+a relative half-width ``delta``; one step is then
+
+1. one compiled pass (fused with the Adam update in the LAQ step): per-bin sums of d|w| and d
+   over a few fixed bins of |w| around ``c`` (edges ``c (1 - delta g^k)`` below,
+   ``c (1 + delta g^k)`` above, plus everything below and everything above; separate masked
+   reductions, which inductor fuses into one loop), the largest |w|, and a byte mask of the
+   values inside the window ``[c (1 - delta), c (1 + delta))``;
+2. on the host: the window's candidates (a few thousand; gathered from the mask eight bytes at a
+   time), sorted, and the best cut among them, with the sums of the bins above added: exactly
+   the sorted-prefix method restricted to cuts inside the window;
+3. a proof that no cut outside the window scores higher: for a cut inside an outer bin, the
+   score S1^2 / S0 is a convex function of the part of the bin taken, and that part lies in a
+   triangle fixed by the bin's sums and edges (it takes the bin's largest values first), so the
+   triangle's corners bound it (``_bin_bound``; the bucket bound of ``quantizers._prune``,
+   tightened by the bin's own S1); above the threshold a bin whose every value is at least half
+   the mean of the values above it cannot beat its lower edge (adding a value at least half the
+   current alpha never lowers the score), which covers the heavy top;
+4. a second compiled pass writes the levels and ``w_hat = alpha b``.
+
+When the proof fails (the threshold jumped, the first step, a near-tie with a distant cut), the
+step falls back to the eager exact method (``quantizers._prune`` over the whole tensor) and the
+window is recentred and widened; the width then adapts to the observed moves. The bin sums are
+float32 (inductor sums them in a cascade, relative error about 1e-7); the proof keeps a margin of
+``_MARGIN`` times the error those sums can carry into a bound, so a miss costs a fallback, never a
+wrong cut. The result is the exact optimum, the eager path's up to the summation order (alpha
+within float rounding; a cut between two near-equal scores may be the neighbouring one).
+
+Reading the sums and candidates on the host, this is the CPU path; the sync-free mode (a GPU)
+keeps the eager quantizer after the compiled update.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from collections.abc import Callable
+
+import torch
+from torch import Tensor
+
+from benchmark.quant import fused
+from benchmark.quant.quantizers import Workspace, _best_prefix, _prune
+
+_BELOW = 2  # outer edges below the window
+_ABOVE = 3  # ... and above it
+_EDGES = _BELOW + 2 + _ABOVE
+_GROWTH = 6.0  # each outer edge is this many times further from c than the previous one
+_MIN_DELTA, _MAX_DELTA, _START_DELTA = 0.004, 0.08, 0.01
+_MARGIN = 5e-4  # relative error allowed for the float32 bin sums in the proof (see solve)
+
+
+# --- the compiled passes ---------------------------------------------------------------------
+
+
+def _bin_sums(a: Tensor, d: Tensor, edges: Tensor, mask: Tensor) -> Tensor:
+    """(c1, c0) of every outer bin, bottom to top, then max |w|; the window's mask into ``mask``."""
+    da = d * a
+    lo, hi = edges[_BELOW], edges[_BELOW + 1]
+    mask.copy_(torch.where((a >= lo) & (a < hi), 1, 0).to(torch.uint8))
+    out = []
+    for j in range(_EDGES + 1):
+        if j == _BELOW + 1:  # the window: its candidates are summed on the host
+            continue
+        if j == 0:
+            sel = a < edges[0]
+        elif j == _EDGES:
+            sel = a >= edges[_EDGES - 1]
+        else:
+            sel = (a >= edges[j - 1]) & (a < edges[j])
+        out.append(torch.where(sel, da, 0.0).sum())
+        out.append(torch.where(sel, d, 0.0).sum())
+    out.append(a.amax())
+    return torch.stack(out)
+
+
+def _step(g, m, v, w, edges, mask, beta1, beta2, step_size, eps_c):
+    """The Adam update (m, v, w in place) and the bin sums of the new w with D = sqrt(v) + eps_c."""
+    w_new, d_new = fused._update(g, m, v, w, None, beta1, beta2, step_size, eps_c)
+    return _bin_sums(w_new.abs(), d_new, edges, mask)
+
+
+def _sums(w, d, edges, mask):
+    return _bin_sums(w.abs(), d, edges, mask)
+
+
+def _write(w: Tensor, threshold: Tensor, alpha: Tensor, b_out: Tensor, p: Tensor) -> None:
+    """b = sign(w) where |w| >= threshold, else 0 (signed as w, as the eager path writes it);
+    w_hat = alpha b."""
+    b = torch.copysign(torch.where(w.abs() >= threshold, 1.0, 0.0), w).to(w.dtype)
+    b_out.copy_(b)
+    p.copy_(b * alpha)
+
+
+@functools.cache
+def step_fn() -> Callable:
+    return fused.compile_variant(_step)
+
+
+@functools.cache
+def sums_fn() -> Callable:
+    return fused.compile_variant(_sums)
+
+
+@functools.cache
+def write_fn() -> Callable:
+    return fused.compile_variant(_write)
+
+
+# --- the host side -------------------------------------------------------------------------
+
+
+class Window:
+    """Per layer: the predicted threshold, the window's width and the kept buffers."""
+
+    def __init__(self) -> None:
+        self.center: float | None = None  # the predicted threshold (None: no prediction yet)
+        self.last: float | None = None  # the last threshold found
+        self.delta = _START_DELTA
+        self.ws = Workspace()  # the fallback's scratch
+        self.edges_used: list[float] = []
+        self.hits = 0  # windowed solves proved optimal
+        self.misses = 0  # ... and fallbacks after a prediction
+        self._mask: Tensor | None = None
+        self._scalars: dict[tuple, Tensor] = {}
+
+    def mask(self, w: Tensor) -> Tensor:
+        """The kept byte mask: w's size padded with zeros to a multiple of 8."""
+        size = -(-w.numel() // 8) * 8
+        if self._mask is None or self._mask.numel() != size:
+            self._mask = torch.zeros(size, dtype=torch.uint8, device=w.device)
+        return self._mask
+
+    def scalar(self, name: str, value: float, like: Tensor) -> Tensor:
+        key = (name, like.dtype, like.device)
+        t = self._scalars.get(key)
+        if t is None:
+            t = self._scalars[key] = torch.empty((), dtype=like.dtype, device=like.device)
+        return t.fill_(value)
+
+    def edge_tensor(self, like: Tensor) -> Tensor:
+        """The edges of ``edges()`` in w's dtype (kept in ``edges_used`` as rounded there)."""
+        t = self._scalars.get(("edges", like.dtype, like.device))
+        if t is None:
+            t = self._scalars[("edges", like.dtype, like.device)] = torch.empty(
+                _EDGES, dtype=like.dtype, device=like.device)
+        t.copy_(torch.tensor(self.edges(), dtype=torch.float64))
+        self.edges_used = t.tolist()
+        return t
+
+    def edges(self) -> list[float]:
+        c, dl = self.center, self.delta
+        below = [max(1.0 - dl * _GROWTH**k, 0.5**k * 0.1) for k in range(_BELOW, 0, -1)]
+        above = [1.0 + dl * _GROWTH**k for k in range(1, _ABOVE + 1)]
+        return [c * r for r in (*below, 1.0 - dl, 1.0 + dl, *above)]
+
+    def record(self, threshold: float, hit: bool) -> None:
+        """Recentre on ``threshold`` (extrapolated by its last move) and adapt the width."""
+        if not math.isfinite(threshold) or threshold <= 0:
+            self.center = self.last = None
+            return
+        if hit:
+            self.hits += 1
+            miss = abs(threshold / self.center - 1.0)
+            self.delta = min(max(4.0 * miss, 0.8 * self.delta, _MIN_DELTA), _MAX_DELTA)
+        elif self.center is not None:  # a miss (not the first solve): widen
+            self.misses += 1
+            self.delta = min(2.0 * self.delta, _MAX_DELTA)
+        move = 1.0 if self.last is None else threshold / self.last
+        self.last = threshold
+        self.center = threshold * min(max(move, 0.9), 1.1)
+
+
+def _score(s1: float, s0: float) -> float:
+    return s1 * s1 / s0 if s0 > 0 else 0.0
+
+
+def _bin_bound(u1: float, u0: float, c1: float, c0: float, bot: float, top: float,
+               skip_top: bool, skip_bottom: bool) -> float:
+    """The largest score of a cut inside a bin [bot, top) with sums (c1, c0), below values with
+    sums (u1, u0). The part taken, (x, y) = (its sum d|w|, its sum d), lies in the triangle with
+    corners (0, 0) (the cut at top), (c1, c0) (the cut at bot) and the meeting point of
+    x <= top y and x <= c1 - bot (c0 - y) (it takes the largest values first); the score is
+    convex in (x, y), so a corner bounds it. ``skip_*``: a corner that is a cut at the window's
+    edge (scored exactly there)."""
+    corners = []
+    if not skip_top:
+        corners.append(_score(u1, u0))
+    if not skip_bottom:
+        corners.append(_score(u1 + c1, u0 + c0))
+    if top > bot:
+        y = min(max((c1 - bot * c0) / (top - bot), 0.0), c0)
+        corners.append(_score(u1 + top * y, u0 + y))
+    return max(corners, default=0.0)
+
+
+def _window_best(cand: Tensor, dcand: Tensor, above1: float, above0: float,
+                 r1: float, r0: float) -> tuple[float, float, float, int, Tensor]:
+    """The best cut among the window's candidates (and the cut above them all): returns
+    (s1, s0, score in units r1, r0, k, the sorted candidates), k the number of candidates in
+    the support."""
+    f64 = torch.float64
+    v, order = torch.sort(cand, descending=True)
+    dv = dcand[order]
+    count = v.numel()
+    s1 = torch.empty(count + 1, dtype=f64)
+    s0 = torch.empty(count + 1, dtype=f64)
+    s1[0], s0[0] = above1, above0
+    torch.cumsum(v * dv, 0, dtype=f64, out=s1[1:]).add_(above1)
+    torch.cumsum(dv, 0, dtype=f64, out=s0[1:]).add_(above0)
+    closed = torch.ones(count + 1, dtype=torch.bool)
+    if count:
+        torch.gt(v[:-1], v[1:], out=closed[1:-1])
+        closed[count] = bool(v[-1] > 0)
+    closed &= s0 > 0
+    x1, x0 = s1 / r1, s0 / r0
+    score = torch.where(closed, x1 * x1 / torch.where(closed, x0, 1.0), -1.0)
+    k = int(torch.argmax(score))  # the first (shortest) of equal scores
+    return float(s1[k]), float(s0[k]), float(score[k]), k, v
+
+
+def _candidates(mask: Tensor, n: int) -> Tensor:
+    """The indices where the byte mask (padded with zeros to a multiple of 8) is set, read eight
+    bytes at a time (most words are zero)."""
+    words = mask.view(torch.int64)
+    hot = torch.nonzero(words).flatten()
+    block = mask.view(-1, 8)[hot]
+    pos = (hot.unsqueeze(1) * 8 + torch.arange(8)).flatten()
+    return pos[block.flatten().bool()]
+
+
+def solve(win: Window, sums: list[float], a: Tensor, mask: Tensor,
+          cand_d: Callable[[Tensor], Tensor]) -> tuple[float, float] | None:
+    """The windowed exact solve from the compiled pass's ``sums`` and the window's ``mask``;
+    ``a`` the flat |w| (or w: only magnitudes are read), ``cand_d(idx)`` the curvature at the
+    candidates. Returns (alpha, threshold), or None when the window's best is not proved optimal
+    (the caller falls back and the window is widened)."""
+    edges = win.edges_used
+    amax = sums[-1]
+    c = [(sums[2 * i], sums[2 * i + 1]) for i in range(_EDGES)]
+    below, above = c[: _BELOW + 1], c[_BELOW + 1:]  # bottom to top
+    total1 = sum(x for x, _ in c)
+    total0 = sum(y for _, y in c)
+    idx = _candidates(mask, a.numel())
+    cand = a[idx].abs()
+    dcand = cand_d(idx)
+    w1, w0 = float(torch.dot(cand.double(), dcand.double())), float(dcand.double().sum())
+    r1, r0 = total1 + w1, total0 + w0
+    if not (r1 > 0 and r0 > 0):
+        return None
+    a1, a0 = sum(x for x, _ in above), sum(y for _, y in above)
+    s1b, s0b, best, k, v = _window_best(cand, dcand, a1, a0, r1, r0)
+    if best <= 0:
+        return None
+    alpha_b = (s1b / r1) / (s0b / r0)  # in units r1 / r0
+
+    def beaten(bound: float, e1: float, e0: float) -> bool:
+        # (e1, e0): the bin sums from the window out to this bin, whose float32 rounding the
+        # bound and the window's best do not share (the sums further out enter both alike)
+        return bound + _MARGIN * alpha_b * (2 * e1 + alpha_b * e0) + 1e-12 * best >= best
+
+    # above the window, top down: (u1, u0) the sums of the bins above this one
+    ups = [*edges[_BELOW + 1:], max(amax, edges[-1])]
+    scaled = [(x / r1, y / r0) for x, y in above]
+    inner = [(sum(x for x, _ in scaled[: j + 1]), sum(y for _, y in scaled[: j + 1]))
+             for j in range(len(scaled))]
+    u1 = u0 = 0.0
+    for j in range(len(above) - 1, -1, -1):
+        c1, c0 = scaled[j]
+        bot, top = ups[j] * r0 / r1, ups[j + 1] * r0 / r1
+        if c0 > 0:
+            bound = _bin_bound(u1, u0, c1, c0, bot, top, False, j == 0)
+            mean = u1 / u0 if u0 > 0 else top
+            if 2 * bot >= max(mean, top):  # every value >= alpha/2: no cut beats the bottom
+                bound = min(bound, -1.0 if j == 0 else _score(u1 + c1, u0 + c0))
+            if beaten(bound, *inner[j]):
+                return None
+        u1, u0 = u1 + c1, u0 + c0
+    # below the window, top down: everything above the bin is in the support
+    downs = [0.0, *edges[: _BELOW + 1]]
+    u1, u0 = (a1 + w1) / r1, (a0 + w0) / r0
+    e1 = e0 = 0.0
+    for j in range(len(below) - 1, -1, -1):
+        c1, c0 = below[j][0] / r1, below[j][1] / r0
+        bot, top = downs[j] * r0 / r1, downs[j + 1] * r0 / r1
+        e1, e0 = e1 + c1, e0 + c0
+        if c0 > 0:
+            bound = _bin_bound(u1, u0, c1, c0, bot, top, j == len(below) - 1, False)
+            if beaten(bound, e1, e0):
+                return None
+        u1, u0 = u1 + c1, u0 + c0
+    threshold = edges[_BELOW + 1] if k == 0 else float(v[k - 1])
+    return s1b / s0b, threshold
+
+
+# --- the drivers -----------------------------------------------------------------------------
+
+
+def _fallback(win: Window, w: Tensor, d: Tensor, b_out: Tensor, p: Tensor) -> Tensor:
+    """The eager exact method over the whole tensor (quantizers._lat_exact's CPU path), the
+    levels written by the compiled pass; recentres the window."""
+    ws = win.ws
+    a = torch.abs(w, out=ws.buffer("abs", w))
+    cand, dcand, above1, above0 = _prune(a, d, ws)
+    if cand.numel() == 0:
+        alpha, threshold = 0.0, math.inf
+    else:
+        whole = cand.numel() == a.numel()
+        best_alpha, thr = _best_prefix(cand, dcand, above1, above0, ws if whole else None)
+        alpha, threshold = float(best_alpha), float(thr)
+    win.record(threshold, hit=False)
+    return _finish(win, w, alpha, threshold, b_out, p)
+
+
+def _finish(win: Window, w: Tensor, alpha: float, threshold: float, b_out: Tensor,
+            p: Tensor) -> Tensor:
+    alpha_t = torch.full((), alpha, dtype=w.dtype, device=w.device)  # fresh: the meter keeps the last
+    write_fn()(w, win.scalar("threshold", threshold, w), alpha_t, b_out, p)
+    return alpha_t
+
+
+def usable(*tensors: Tensor) -> bool:
+    """Whether the windowed path applies: CPU tensors with flat views."""
+    return all(t.device.type == "cpu" and t.is_contiguous() for t in tensors)
+
+
+def laq_step(win: Window, g: Tensor, m: Tensor, v: Tensor, w: Tensor, d: Tensor, b_out: Tensor,
+             p: Tensor, beta1: float, beta2: float, step: Tensor, eps_c: Tensor) -> Tensor:
+    """The LAQ step of one layer with LAT exact: the update fused with the bin sums, the windowed
+    solve (or the fallback, which writes D into ``d``), the levels into ``b_out`` and
+    ``alpha b`` into ``p``; returns alpha (0-dim). Every tensor contiguous, on the CPU."""
+    g, m, v, w, d, b_out, p = (t.view(-1) for t in (g, m, v, w, d, b_out, p))
+    if win.center is None:
+        fused.update_fn()(g, m, v, w, d, beta1, beta2, step, eps_c)
+        return _fallback(win, w, d, b_out, p)
+    mask = win.mask(w)
+    sums = step_fn()(g, m, v, w, win.edge_tensor(w), mask[: w.numel()], beta1, beta2, step,
+                     eps_c).tolist()
+    found = solve(win, sums, w, mask, lambda idx: torch.sqrt(v[idx]).add_(eps_c))
+    if found is None:
+        torch.sqrt(v, out=d).add_(eps_c)
+        return _fallback(win, w, d, b_out, p)
+    win.record(found[1], hit=True)
+    return _finish(win, w, *found, b_out, p)
+
+
+def quantize(win: Window, w: Tensor, d: Tensor, b_out: Tensor, p: Tensor) -> Tensor:
+    """LAT exact of ``w`` with curvature ``d`` (BLAQ's trial point and backtrack): the bin sums,
+    the windowed solve or the fallback, the levels into ``b_out`` and ``alpha b`` into ``p``."""
+    w, d, b_out, p = (t.view(-1) for t in (w, d, b_out, p))
+    if win.center is None:
+        return _fallback(win, w, d, b_out, p)
+    mask = win.mask(w)
+    sums = sums_fn()(w, d, win.edge_tensor(w), mask[: w.numel()]).tolist()
+    found = solve(win, sums, w, mask, lambda idx: d[idx])
+    if found is None:
+        return _fallback(win, w, d, b_out, p)
+    win.record(found[1], hit=True)
+    return _finish(win, w, *found, b_out, p)
