@@ -17,18 +17,22 @@ a relative half-width ``delta``; one step is then
    score S1^2 / S0 is a convex function of the part of the bin taken, and that part lies in a
    triangle fixed by the bin's sums and edges (it takes the bin's largest values first), so the
    triangle's corners bound it (``_bin_bound``; the bucket bound of ``quantizers._prune``,
-   tightened by the bin's own S1); above the threshold a bin whose every value is at least half
-   the mean of the values above it cannot beat its lower edge (adding a value at least half the
-   current alpha never lowers the score), which covers the heavy top;
+   tightened by the bin's own S1). Monotone bounds cover the rest: above the threshold a bin
+   whose every value is at least half the mean of the values above it cannot beat its lower
+   edge (adding a value of at least half the current alpha never lowers the score; the top
+   edge is placed at half the last max |w| for this), and below it a bin whose values all lie
+   below about half the mean that includes them cannot beat its upper edge (the lowest edge
+   is placed at half the last mean |w|);
 4. a second compiled pass writes the levels and ``w_hat = alpha b``.
 
 When the proof fails (the threshold jumped, the first step, a near-tie with a distant cut), the
 step falls back to the eager exact method (``quantizers._prune`` over the whole tensor) and the
-window is recentred and widened; the width then adapts to the observed moves. The bin sums are
-float32 (inductor sums them in a cascade, relative error about 1e-7); the proof keeps a margin of
-``_MARGIN`` times the error those sums can carry into a bound, so a miss costs a fallback, never a
-wrong cut. The result is the exact optimum, the eager path's up to the summation order (alpha
-within float rounding; a cut between two near-equal scores may be the neighbouring one).
+window is recentred and widened; the width then adapts to the observed moves. The proof allows
+for the rounding of the bin sums (``_ERROR``: a bound on the relative error of inductor's
+cascade sums; the two bins next to the window, where cuts score within about 1e-5 of the best,
+are summed in float64), so a rounding error costs a fallback, never a wrong cut. The result is
+the exact optimum, the eager path's up to the summation order (alpha within float rounding; a
+cut between two near-equal scores may be the neighbouring one).
 
 Reading the sums and candidates on the host, this is the CPU path; the sync-free mode (a GPU)
 keeps the eager quantizer after the compiled update.
@@ -50,15 +54,20 @@ _BELOW = 2  # outer edges below the window
 _ABOVE = 3  # ... and above it
 _EDGES = _BELOW + 2 + _ABOVE
 _GROWTH = 6.0  # each outer edge is this many times further from c than the previous one
-_MIN_DELTA, _MAX_DELTA, _START_DELTA = 0.004, 0.08, 0.01
-_MARGIN = 5e-4  # relative error allowed for the float32 bin sums in the proof (see solve)
+_MIN_DELTA, _MAX_DELTA, _START_DELTA = 0.005, 0.08, 0.01
+# The relative error of a bin sum (terms >= 0): inductor sums float32 in a cascade whose chunks
+# run 4096 vector iterations, so one lane adds at most 4096 terms in a row before the chunks and
+# the lanes are added pairwise (a few dozen more roundings); float64 likewise, with its unit.
+_ERROR = {torch.float32: 4200 * 2.0**-24, torch.float64: 4200 * 2.0**-53}
 
 
 # --- the compiled passes ---------------------------------------------------------------------
 
 
 def _bin_sums(a: Tensor, d: Tensor, edges: Tensor, mask: Tensor) -> Tensor:
-    """(c1, c0) of every outer bin, bottom to top, then max |w|; the window's mask into ``mask``."""
+    """(c1, c0) of every outer bin, bottom to top, then max |w| and max d (float64); the window's
+    mask into ``mask``. The two bins next to the window, where cuts score closest to the best,
+    accumulate in float64, the others in w's dtype (see ``_error``)."""
     da = d * a
     lo, hi = edges[_BELOW], edges[_BELOW + 1]
     mask.copy_(torch.where((a >= lo) & (a < hi), 1, 0).to(torch.uint8))
@@ -72,9 +81,11 @@ def _bin_sums(a: Tensor, d: Tensor, edges: Tensor, mask: Tensor) -> Tensor:
             sel = a >= edges[_EDGES - 1]
         else:
             sel = (a >= edges[j - 1]) & (a < edges[j])
-        out.append(torch.where(sel, da, 0.0).sum())
-        out.append(torch.where(sel, d, 0.0).sum())
-    out.append(a.amax())
+        acc = torch.float64 if j in (_BELOW, _BELOW + 2) else a.dtype
+        out.append(torch.where(sel, da, 0.0).sum(dtype=acc).double())
+        out.append(torch.where(sel, d, 0.0).sum(dtype=acc).double())
+    out.append(a.amax().double())
+    out.append(d.amax().double())
     return torch.stack(out)
 
 
@@ -121,6 +132,8 @@ class Window:
         self.center: float | None = None  # the predicted threshold (None: no prediction yet)
         self.last: float | None = None  # the last threshold found
         self.delta = _START_DELTA
+        self.amax: float | None = None  # the last max |w| and mean |w| (weighted by d)
+        self.mean: float | None = None
         self.ws = Workspace()  # the fallback's scratch
         self.edges_used: list[float] = []
         self.hits = 0  # windowed solves proved optimal
@@ -153,10 +166,17 @@ class Window:
         return t
 
     def edges(self) -> list[float]:
+        """The bin edges, ascending: geometric in the distance from ``c``; the lowest at most
+        half the last mean |w| and the highest at least half the last max |w| (the bins beyond
+        are then covered by the monotone bounds of ``solve``)."""
         c, dl = self.center, self.delta
-        below = [max(1.0 - dl * _GROWTH**k, 0.5**k * 0.1) for k in range(_BELOW, 0, -1)]
-        above = [1.0 + dl * _GROWTH**k for k in range(1, _ABOVE + 1)]
-        return [c * r for r in (*below, 1.0 - dl, 1.0 + dl, *above)]
+        below = [c * max(1.0 - dl * _GROWTH**k, 0.5**k * 0.1) for k in range(_BELOW, 0, -1)]
+        above = [c * (1.0 + dl * _GROWTH**k) for k in range(1, _ABOVE + 1)]
+        if self.mean is not None:
+            below[0] = min(below[0], 0.49 * self.mean)
+        if self.amax is not None:
+            above[-1] = max(above[-1], 0.51 * self.amax)
+        return [*below, c * (1.0 - dl), c * (1.0 + dl), *above]
 
     def record(self, threshold: float, hit: bool) -> None:
         """Recentre on ``threshold`` (extrapolated by its last move) and adapt the width."""
@@ -240,7 +260,8 @@ def solve(win: Window, sums: list[float], a: Tensor, mask: Tensor,
     candidates. Returns (alpha, threshold), or None when the window's best is not proved optimal
     (the caller falls back and the window is widened)."""
     edges = win.edges_used
-    amax = sums[-1]
+    amax, dmax = sums[-2], sums[-1]
+    win.amax = amax
     c = [(sums[2 * i], sums[2 * i + 1]) for i in range(_EDGES)]
     below, above = c[: _BELOW + 1], c[_BELOW + 1:]  # bottom to top
     total1 = sum(x for x, _ in c)
@@ -252,45 +273,67 @@ def solve(win: Window, sums: list[float], a: Tensor, mask: Tensor,
     r1, r0 = total1 + w1, total0 + w0
     if not (r1 > 0 and r0 > 0):
         return None
+    win.mean = r1 / r0
     a1, a0 = sum(x for x, _ in above), sum(y for _, y in above)
     s1b, s0b, best, k, v = _window_best(cand, dcand, a1, a0, r1, r0)
     if best <= 0:
         return None
     alpha_b = (s1b / r1) / (s0b / r0)  # in units r1 / r0
+    rough, fine = _ERROR[a.dtype], _ERROR[torch.float64]
+    gamma = [fine if i in (_BELOW, _BELOW + 1) else rough for i in range(_EDGES)]
+    err = [(g * x / r1, g * y / r0) for g, (x, y) in zip(gamma, c, strict=True)]
 
-    def beaten(bound: float, e1: float, e0: float) -> bool:
-        # (e1, e0): the bin sums from the window out to this bin, whose float32 rounding the
-        # bound and the window's best do not share (the sums further out enter both alike)
-        return bound + _MARGIN * alpha_b * (2 * e1 + alpha_b * e0) + 1e-12 * best >= best
+    def beaten(bound: float, near: list, far: list, u1: float, u0: float, c1: float,
+               c0: float, bot: float, top: float) -> bool:
+        """Whether the bin's bound may reach the best once the rounding of the sums is allowed
+        for. The score x^2 / y moves by 2 alpha dx - alpha^2 dy: the sums from the window out
+        to the bin (``near``) enter the bound and the best differently, those further out
+        (``far``) alike, so only the difference of the two alphas counts for them (the alphas of
+        the cuts in the bin lie between those at its edges, at most max |w|)."""
+        n1, n0 = sum(x for x, _ in near), sum(y for _, y in near)
+        f1, f0 = sum(x for x, _ in far), sum(y for _, y in far)
+        # the alphas x / y at the triangle's corners (see _bin_bound)
+        ends = [(u1 + c1) / (u0 + c0)]
+        if u0 > 0:
+            ends.append(u1 / u0)
+        if top > bot:
+            y = min(max((c1 - bot * c0) / (top - bot), 0.0), c0)
+            if u0 + y > 0:
+                ends.append((u1 + top * y) / (u0 + y))
+        spread = max(abs(x - alpha_b) for x in ends)
+        reach = max(*ends, alpha_b)
+        tol = 2 * (2 * reach * n1 + reach * reach * n0)  # in the bound and in the best
+        tol += spread * (2 * f1 + 2 * reach * f0)
+        return bound + tol + 1e-12 * best >= best
 
     # above the window, top down: (u1, u0) the sums of the bins above this one
     ups = [*edges[_BELOW + 1:], max(amax, edges[-1])]
-    scaled = [(x / r1, y / r0) for x, y in above]
-    inner = [(sum(x for x, _ in scaled[: j + 1]), sum(y for _, y in scaled[: j + 1]))
-             for j in range(len(scaled))]
+    base = _BELOW + 1  # index of the first bin above the window in c
     u1 = u0 = 0.0
     for j in range(len(above) - 1, -1, -1):
-        c1, c0 = scaled[j]
+        c1, c0 = above[j][0] / r1, above[j][1] / r0
         bot, top = ups[j] * r0 / r1, ups[j + 1] * r0 / r1
         if c0 > 0:
             bound = _bin_bound(u1, u0, c1, c0, bot, top, False, j == 0)
             mean = u1 / u0 if u0 > 0 else top
             if 2 * bot >= max(mean, top):  # every value >= alpha/2: no cut beats the bottom
                 bound = min(bound, -1.0 if j == 0 else _score(u1 + c1, u0 + c0))
-            if beaten(bound, *inner[j]):
+            if beaten(bound, err[base: base + j + 1], err[base + j + 1:], u1, u0, c1, c0, bot, top):
                 return None
         u1, u0 = u1 + c1, u0 + c0
     # below the window, top down: everything above the bin is in the support
     downs = [0.0, *edges[: _BELOW + 1]]
     u1, u0 = (a1 + w1) / r1, (a0 + w0) / r0
-    e1 = e0 = 0.0
     for j in range(len(below) - 1, -1, -1):
         c1, c0 = below[j][0] / r1, below[j][1] / r0
         bot, top = downs[j] * r0 / r1, downs[j + 1] * r0 / r1
-        e1, e0 = e1 + c1, e0 + c0
         if c0 > 0:
             bound = _bin_bound(u1, u0, c1, c0, bot, top, j == len(below) - 1, False)
-            if beaten(bound, e1, e0):
+            low = (u1 + c1) / (u0 + c0)  # the mean only falls as values below it join
+            if top <= low and 2 * low * top + top * top * (dmax / r0) / u0 <= low * low:
+                # no value of the bin raises the score as it joins: none beats the top
+                bound = min(bound, -1.0 if j == len(below) - 1 else _score(u1, u0))
+            if beaten(bound, err[j:_BELOW + 1], err[base:], u1, u0, c1, c0, bot, top):
                 return None
         u1, u0 = u1 + c1, u0 + c0
     threshold = edges[_BELOW + 1] if k == 0 else float(v[k - 1])
@@ -305,6 +348,9 @@ def _fallback(win: Window, w: Tensor, d: Tensor, b_out: Tensor, p: Tensor) -> Te
     levels written by the compiled pass; recentres the window."""
     ws = win.ws
     a = torch.abs(w, out=ws.buffer("abs", w))
+    total0 = float(d.sum(dtype=torch.float64))
+    win.amax = float(a.amax())
+    win.mean = float(torch.dot(a, d)) / total0 if total0 > 0 else None
     cand, dcand, above1, above0 = _prune(a, d, ws)
     if cand.numel() == 0:
         alpha, threshold = 0.0, math.inf
