@@ -54,7 +54,7 @@ _BELOW = 2  # outer edges below the window
 _ABOVE = 3  # ... and above it
 _EDGES = _BELOW + 2 + _ABOVE
 _GROWTH = 6.0  # each outer edge is this many times further from c than the previous one
-_MIN_DELTA, _MAX_DELTA, _START_DELTA = 0.005, 0.08, 0.01
+_MIN_DELTA, _MAX_DELTA, _START_DELTA = 0.007, 0.08, 0.01
 # The relative error of a bin sum (terms >= 0): inductor sums float32 in a cascade whose chunks
 # run 4096 vector iterations, so one lane adds at most 4096 terms in a row before the chunks and
 # the lanes are added pairwise (a few dozen more roundings); float64 likewise, with its unit.
@@ -69,18 +69,18 @@ def _bin_sums(a: Tensor, d: Tensor, edges: Tensor, mask: Tensor) -> Tensor:
     mask into ``mask``. The two bins next to the window, where cuts score closest to the best,
     accumulate in float64, the others in w's dtype (see ``_error``)."""
     da = d * a
-    lo, hi = edges[_BELOW], edges[_BELOW + 1]
-    mask.copy_(torch.where((a >= lo) & (a < hi), 1, 0).to(torch.uint8))
+    ge = [a >= edges[k] for k in range(_EDGES)]  # each comparison once
+    mask.copy_(torch.where(ge[_BELOW] & ~ge[_BELOW + 1], 1, 0).to(torch.uint8))
     out = []
     for j in range(_EDGES + 1):
         if j == _BELOW + 1:  # the window: its candidates are summed on the host
             continue
         if j == 0:
-            sel = a < edges[0]
+            sel = ~ge[0]
         elif j == _EDGES:
-            sel = a >= edges[_EDGES - 1]
+            sel = ge[_EDGES - 1]
         else:
-            sel = (a >= edges[j - 1]) & (a < edges[j])
+            sel = ge[j - 1] & ~ge[j]
         acc = torch.float64 if j in (_BELOW, _BELOW + 2) else a.dtype
         out.append(torch.where(sel, da, 0.0).sum(dtype=acc).double())
         out.append(torch.where(sel, d, 0.0).sum(dtype=acc).double())
