@@ -99,6 +99,23 @@ def _sums(w, d, edges, mask):
     return _bin_sums(w.abs(), d, edges, mask)
 
 
+def _trial_sums(g, m, v, w, d, trial, edges, mask, beta1, beta2, step_size, eps_c):
+    """BLAQ's forward stage (``fused._trial``) and the bin sums of the trial weight."""
+    fused._trial(g, m, v, w, d, trial, beta1, beta2, step_size, eps_c)
+    return _bin_sums(trial.abs(), d, edges, mask)
+
+
+def _backtrack_sums(blended: bool) -> Callable:
+    backtrack = fused._backtrack(blended)
+
+    def backtrack_sums(m, v, g, d, w, beta1, beta2, a, w_blend, w_d, eps_next, step, edges,
+                       mask):
+        """BLAQ's backtrack stage (``fused._backtrack``) and the bin sums of the new w, D."""
+        backtrack(m, v, g, d, w, beta1, beta2, a, w_blend, w_d, eps_next, step)
+        return _bin_sums(w.abs(), d, edges, mask)
+    return backtrack_sums
+
+
 def _write(w: Tensor, threshold: Tensor, alpha: Tensor, b_out: Tensor, p: Tensor) -> None:
     """b = sign(w) where |w| >= threshold, else 0 (signed as w, as the eager path writes it);
     w_hat = alpha b."""
@@ -115,6 +132,16 @@ def step_fn() -> Callable:
 @functools.cache
 def sums_fn() -> Callable:
     return fused.compile_variant(_sums)
+
+
+@functools.cache
+def trial_sums_fn() -> Callable:
+    return fused.compile_variant(_trial_sums)
+
+
+@functools.cache
+def backtrack_sums_fn(blended: bool) -> Callable:
+    return fused.compile_variant(_backtrack_sums(blended), blended)
 
 
 @functools.cache
@@ -140,6 +167,8 @@ class Window:
         self.misses = 0  # ... and fallbacks after a prediction
         self._mask: Tensor | None = None
         self._scalars: dict[tuple, Tensor] = {}
+        # the sums a fused BLAQ stage computed for the next quantize: (w, its version, sums)
+        self.pending: tuple[Tensor, int, list[float]] | None = None
 
     def mask(self, w: Tensor) -> Tensor:
         """The kept byte mask: w's size padded with zeros to a multiple of 8."""
@@ -394,14 +423,49 @@ def laq_step(win: Window, g: Tensor, m: Tensor, v: Tensor, w: Tensor, d: Tensor,
     return _finish(win, w, *found, b_out, p)
 
 
-def quantize(win: Window, w: Tensor, d: Tensor, b_out: Tensor, p: Tensor) -> Tensor:
-    """LAT exact of ``w`` with curvature ``d`` (BLAQ's trial point and backtrack): the bin sums,
-    the windowed solve or the fallback, the levels into ``b_out`` and ``alpha b`` into ``p``."""
-    w, d, b_out, p = (t.view(-1) for t in (w, d, b_out, p))
+def trial(win: Window, g: Tensor, m: Tensor, v: Tensor, w: Tensor, d: Tensor, trial: Tensor,
+          beta1: float, beta2: float, step: Tensor, eps_c: Tensor) -> None:
+    """BLAQ's forward stage (``fused.trial_fn``), with the bin sums of the trial weight in the
+    same pass (kept for the ``quantize`` of ``trial`` that follows)."""
+    args = tuple(t.view(-1) for t in (g, m, v, w, d, trial))
     if win.center is None:
-        return _fallback(win, w, d, b_out, p)
-    mask = win.mask(w)
-    sums = sums_fn()(w, d, win.edge_tensor(w), mask[: w.numel()]).tolist()
+        fused.trial_fn()(*args, beta1, beta2, step, eps_c)
+        return
+    flat_trial = args[5]
+    sums = trial_sums_fn()(*args, win.edge_tensor(flat_trial), win.mask(flat_trial)[: w.numel()],
+                           beta1, beta2, step, eps_c)
+    win.pending = (trial, trial._version, sums.tolist())
+
+
+def backtrack(win: Window, blended: bool, m: Tensor, v: Tensor, g: Tensor, d: Tensor, w: Tensor,
+              *scalars: object) -> None:
+    """BLAQ's backtrack stage (``fused.backtrack_fn``), with the bin sums of the new w in the
+    same pass (kept for the ``quantize`` of w that follows)."""
+    args = tuple(t.view(-1) for t in (m, v, g, d, w))
+    if win.center is None:
+        fused.backtrack_fn(blended)(*args, *scalars)
+        return
+    flat_w = args[4]
+    sums = backtrack_sums_fn(blended)(*args, *scalars, win.edge_tensor(flat_w),
+                                      win.mask(flat_w)[: w.numel()])
+    win.pending = (w, w._version, sums.tolist())
+
+
+def quantize(win: Window, w: Tensor, d: Tensor, b_out: Tensor, p: Tensor) -> Tensor:
+    """LAT exact of ``w`` with curvature ``d`` (BLAQ's trial point and backtrack): the bin sums
+    (those of a fused stage just run for this w, or a pass of their own), the windowed solve or
+    the fallback, the levels into ``b_out`` and ``alpha b`` into ``p``."""
+    pending, win.pending = win.pending, None
+    if win.center is None:
+        return _fallback(win, *(t.view(-1) for t in (w, d, b_out, p)))
+    if pending is not None and pending[0] is w and pending[1] == w._version:
+        sums = pending[2]
+        w, d, b_out, p = (t.view(-1) for t in (w, d, b_out, p))
+        mask = win.mask(w)
+    else:
+        w, d, b_out, p = (t.view(-1) for t in (w, d, b_out, p))
+        mask = win.mask(w)
+        sums = sums_fn()(w, d, win.edge_tensor(w), mask[: w.numel()]).tolist()
     found = solve(win, sums, w, mask, lambda idx: d[idx])
     if found is None:
         return _fallback(win, w, d, b_out, p)

@@ -163,7 +163,7 @@ class LossAwareAdam(torch.optim.Optimizer):
         self._scratch: dict[int, dict[str, Tensor]] = {}
         self._workspaces: dict[int, Workspace] = {}
         self._scalars: dict[tuple, Tensor] = {}
-        self._lat_windows: dict[int, fused_lat.Window] = {}  # compiled LAT exact, per layer
+        self._lat_windows: dict[tuple[int, bool], fused_lat.Window] = {}  # compiled LAT exact, per layer
         self._saved_stats: list[tuple[Tensor, Tensor]] | None = None
         self._others_denom: list[Tensor] | None = None
         with torch.no_grad():
@@ -278,10 +278,13 @@ class LossAwareAdam(torch.optim.Optimizer):
         """Whether LAT exact takes the compiled windowed path (fused_lat): host reads allowed."""
         return not self._sync_free(p) and fused_lat.usable(*tensors)
 
-    def _lat_window(self, p: Tensor) -> fused_lat.Window:
-        win = self._lat_windows.get(id(p))
+    def _lat_window(self, p: Tensor, trial: bool = False) -> fused_lat.Window:
+        """The layer's window (BLAQ's trial points keep their own: their threshold follows
+        another trend than the steps')."""
+        key = (id(p), trial)
+        win = self._lat_windows.get(key)
         if win is None:
-            win = self._lat_windows[id(p)] = fused_lat.Window()
+            win = self._lat_windows[key] = fused_lat.Window()
         return win
 
     def _scalar(self, p: Tensor, name: str, value: float) -> Tensor:
@@ -355,7 +358,7 @@ class LossAwareAdam(torch.optim.Optimizer):
                                         self._sync_free(p))
         elif self.compile and name == "lat-exact" and self._lat_windowed(p, w, d, p):
             b = self._spare_levels(p)
-            alpha = fused_lat.quantize(self._lat_window(p), w, d, b, p.detach())
+            alpha = fused_lat.quantize(self._lat_window(p, trial=not keep), w, d, b, p.detach())
         else:
             alpha, b = self._quantize(p, w, d, st["b"])
             torch.mul(b, alpha, out=p)
@@ -530,9 +533,12 @@ class BLAQ(LossAwareAdam):
             m, v = st["exp_avg"], st["exp_avg_sq"]
             if self.compile and self.blend == "moment":
                 d, trial = self._buffer(p, "d1"), self._buffer(p, "trial")
-                fused.trial_fn()(*fused.flat(g, m, v, st["w"], d, trial), beta1, beta2,
-                                 self._scalar(p, "step", -(lr * bc2_sqrt / bc1)),
-                                 self._scalar(p, "eps", eps * bc2_sqrt))
+                scalars = (beta1, beta2, self._scalar(p, "step", -(lr * bc2_sqrt / bc1)),
+                           self._scalar(p, "eps", eps * bc2_sqrt))
+                if self._scheme.name == "lat-exact" and self._lat_windowed(p, g, m, v, d, trial):
+                    fused_lat.trial(self._lat_window(p, trial=True), g, m, v, st["w"], d, trial, *scalars)
+                else:
+                    fused.trial_fn()(*fused.flat(g, m, v, st["w"], d, trial), *scalars)
                 self._requantize(p, d, trial)
                 continue
             if self.blend == "gradient":
@@ -602,12 +608,17 @@ class BLAQ(LossAwareAdam):
         c, r = bc1 / bc1_next, bc2_sqrt / bc2_sqrt_next
         s, s2 = a + (1 - a) * c, a + (1 - a) * r
         if self.compile:  # the same math in one fused pass
-            fused.backtrack_fn(self.keep_moments == "blended")(
-                *fused.flat(m, v, g_trial, d, st["w"]), beta1, beta2, a,
-                self._scalar(p, "blend", (1 - beta1) * ((1 - a) * c / s)),
-                self._scalar(p, "blend d", (1 - a) * r / s2),
-                self._scalar(p, "eps", eps * bc2_sqrt_next),
-                self._scalar(p, "step", -(lr * s * bc2_sqrt / (bc1 * s2))))
+            blended = self.keep_moments == "blended"
+            scalars = (beta1, beta2, a,
+                       self._scalar(p, "blend", (1 - beta1) * ((1 - a) * c / s)),
+                       self._scalar(p, "blend d", (1 - a) * r / s2),
+                       self._scalar(p, "eps", eps * bc2_sqrt_next),
+                       self._scalar(p, "step", -(lr * s * bc2_sqrt / (bc1 * s2))))
+            if self._scheme.name == "lat-exact" and self._lat_windowed(p, m, v, g_trial, d, st["w"]):
+                # with the bin sums of the new w (LAT exact's windowed solve reads them next)
+                fused_lat.backtrack(self._lat_window(p), blended, m, v, g_trial, d, st["w"], *scalars)
+            else:
+                fused.backtrack_fn(blended)(*fused.flat(m, v, g_trial, d, st["w"]), *scalars)
             return d
         v2 = torch.mul(v, beta2, out=self._buffer(p, "v2")).addcmul_(
             g_trial, g_trial, value=1 - beta2
