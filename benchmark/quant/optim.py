@@ -80,7 +80,9 @@ class LossAwareAdam(torch.optim.Optimizer):
     tensors and the quantizer's workspaces are kept per layer. ``compile=True`` runs the step
     through ``torch.compile``d kernels (``benchmark.quant.fused``: the update, the closed-form
     and iterative quantizers and the zig-zag meter fused into a few passes over the weights;
-    lat-exact and schemes registered without a fused kernel keep their eager quantizer): the
+    lat-exact, reading on the host, in ``benchmark.quant.fused_lat``: a window around the last
+    threshold, proved optimal, else the eager method; sync-free lat-exact and schemes
+    registered without a fused kernel keep their eager quantizer): the
     results equal the default's within float rounding, not bit for bit; the first step compiles
     (seconds per weight shape, then cached on disk).
     """
