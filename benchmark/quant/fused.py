@@ -5,7 +5,10 @@ into a few loops over the weights: the Adam update of a layer, its clipping and 
 closed-form quantizer needs are one pass; writing the levels and ``w_hat`` is another; one round
 of the alternation is one pass that only reads the weights (the levels of a round are a
 projection of w at the round's scale, so only the scale is kept, and the levels are written
-once, at the end). Eager PyTorch takes 5-12 passes for the same work.
+once, at the end). Eager PyTorch takes 5-12 passes for the same work. LAT exact has its own
+module, ``benchmark.quant.fused_lat`` (the update fused with bin sums around the last threshold,
+a windowed exact solve on the host, the levels in a second pass); in sync-free mode (a GPU) it
+runs ``update_fn`` and then its eager quantizer.
 
 The arithmetic is the eager path's, but a fused loop sums in another order, so alpha differs in
 the last bits (about 1e-6 relative on a million weights) and a weight on a rounding boundary may
@@ -185,7 +188,8 @@ def backtrack_fn(blended: bool) -> Callable:
 
 @functools.cache
 def update_fn() -> Callable:
-    """The compiled ``_update`` (for the schemes whose quantizer stays eager: lat-exact)."""
+    """The compiled ``_update`` (for the schemes whose quantizer stays eager: lat-exact when
+    sync-free or off the windowed path, schemes registered without a fused kernel)."""
     return compile_variant(_update)
 
 

@@ -23,7 +23,7 @@ from torch import Tensor, nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
 from benchmark.errors import UserError
-from benchmark.quant import fused
+from benchmark.quant import fused, fused_lat
 from benchmark.quant.quantizers import Scheme, Workspace, get_scheme
 from benchmark.quant.zigzag import ZigZagMeter
 
@@ -90,7 +90,9 @@ class LossAwareAdam(torch.optim.Optimizer):
     tensors and the quantizer's workspaces are kept per layer. ``compile=True`` runs the step
     through ``torch.compile``d kernels (``benchmark.quant.fused``: the update, the closed-form
     and iterative quantizers and the zig-zag meter fused into a few passes over the weights;
-    lat-exact and schemes registered without a fused kernel keep their eager quantizer): the
+    lat-exact, reading on the host, in ``benchmark.quant.fused_lat``: a window around the last
+    threshold, proved optimal, else the eager method; sync-free lat-exact and schemes
+    registered without a fused kernel keep their eager quantizer): the
     results equal the default's within float rounding, not bit for bit; the first step compiles
     (seconds per weight shape, then cached on disk).
     """
@@ -170,6 +172,7 @@ class LossAwareAdam(torch.optim.Optimizer):
         self._scratch: dict[int, dict[str, Tensor]] = {}
         self._workspaces: dict[int, Workspace] = {}
         self._scalars: dict[tuple, Tensor] = {}
+        self._lat_windows: dict[tuple[int, bool], fused_lat.Window] = {}  # compiled LAT exact, per layer
         self._saved_stats: list[tuple[Tensor, Tensor]] | None = None
         self._others_denom: list[Tensor] | None = None
         with torch.no_grad():
@@ -271,9 +274,27 @@ class LossAwareAdam(torch.optim.Optimizer):
                 name, self.bits, w, d, st["b"], b, q, self._rounds(), self._sync_free(p),
                 update=(g, m, v, beta1, beta2, step, eps_c))
             st["b"] = b
+        elif name == "lat-exact" and self._lat_windowed(p, g, m, v, w, d, q):
+            b = self._spare_levels(p)
+            st["alpha"] = fused_lat.laq_step(self._lat_window(p), g, m, v, w, d, b, q,
+                                             beta1, beta2, step, eps_c)
+            st["b"] = b
         else:
             fused.update_fn()(*fused.flat(g, m, v, w, d), beta1, beta2, step, eps_c)
             self._requantize(p, d)
+
+    def _lat_windowed(self, p: Tensor, *tensors: Tensor) -> bool:
+        """Whether LAT exact takes the compiled windowed path (fused_lat): host reads allowed."""
+        return not self._sync_free(p) and fused_lat.usable(*tensors)
+
+    def _lat_window(self, p: Tensor, trial: bool = False) -> fused_lat.Window:
+        """The layer's window (BLAQ's trial points keep their own: their threshold follows
+        another trend than the steps')."""
+        key = (id(p), trial)
+        win = self._lat_windows.get(key)
+        if win is None:
+            win = self._lat_windows[key] = fused_lat.Window()
+        return win
 
     def _scalar(self, p: Tensor, name: str, value: float) -> Tensor:
         """``value`` in a kept 0-dim tensor on p's device (the compiled kernels take the scalars
@@ -344,6 +365,9 @@ class LossAwareAdam(torch.optim.Optimizer):
             else:
                 alpha = fused.alternate(name, self.bits, w, d, st["b"], b, q, self._rounds(),
                                         self._sync_free(p))
+        elif self.compile and name == "lat-exact" and self._lat_windowed(p, w, d, p):
+            b = self._spare_levels(p)
+            alpha = fused_lat.quantize(self._lat_window(p, trial=not keep), w, d, b, p.detach())
         else:
             alpha, b = self._quantize(p, w, d, st["b"])
             torch.mul(b, alpha, out=p)
@@ -518,9 +542,12 @@ class BLAQ(LossAwareAdam):
             m, v = st["exp_avg"], st["exp_avg_sq"]
             if self.compile and self.blend == "moment":
                 d, trial = self._buffer(p, "d1"), self._buffer(p, "trial")
-                fused.trial_fn()(*fused.flat(g, m, v, st["w"], d, trial), beta1, beta2,
-                                 self._scalar(p, "step", -(lr * bc2_sqrt / bc1)),
-                                 self._scalar(p, "eps", eps * bc2_sqrt))
+                scalars = (beta1, beta2, self._scalar(p, "step", -(lr * bc2_sqrt / bc1)),
+                           self._scalar(p, "eps", eps * bc2_sqrt))
+                if self._scheme.name == "lat-exact" and self._lat_windowed(p, g, m, v, d, trial):
+                    fused_lat.trial(self._lat_window(p, trial=True), g, m, v, st["w"], d, trial, *scalars)
+                else:
+                    fused.trial_fn()(*fused.flat(g, m, v, st["w"], d, trial), *scalars)
                 self._requantize(p, d, trial)
                 continue
             if self.blend == "gradient":
@@ -590,12 +617,17 @@ class BLAQ(LossAwareAdam):
         c, r = bc1 / bc1_next, bc2_sqrt / bc2_sqrt_next
         s, s2 = a + (1 - a) * c, a + (1 - a) * r
         if self.compile:  # the same math in one fused pass
-            fused.backtrack_fn(self.keep_moments == "blended")(
-                *fused.flat(m, v, g_trial, d, st["w"]), beta1, beta2, a,
-                self._scalar(p, "blend", (1 - beta1) * ((1 - a) * c / s)),
-                self._scalar(p, "blend d", (1 - a) * r / s2),
-                self._scalar(p, "eps", eps * bc2_sqrt_next),
-                self._scalar(p, "step", -(lr * s * bc2_sqrt / (bc1 * s2))))
+            blended = self.keep_moments == "blended"
+            scalars = (beta1, beta2, a,
+                       self._scalar(p, "blend", (1 - beta1) * ((1 - a) * c / s)),
+                       self._scalar(p, "blend d", (1 - a) * r / s2),
+                       self._scalar(p, "eps", eps * bc2_sqrt_next),
+                       self._scalar(p, "step", -(lr * s * bc2_sqrt / (bc1 * s2))))
+            if self._scheme.name == "lat-exact" and self._lat_windowed(p, m, v, g_trial, d, st["w"]):
+                # with the bin sums of the new w (LAT exact's windowed solve reads them next)
+                fused_lat.backtrack(self._lat_window(p), blended, m, v, g_trial, d, st["w"], *scalars)
+            else:
+                fused.backtrack_fn(blended)(*fused.flat(m, v, g_trial, d, st["w"]), *scalars)
             return d
         v2 = torch.mul(v, beta2, out=self._buffer(p, "v2")).addcmul_(
             g_trial, g_trial, value=1 - beta2

@@ -5,7 +5,11 @@ sum_i d_i (w_i - alpha b_i)^2, with d the diagonal curvature (``None`` means con
 
 - ``lab`` and ``lat-exact`` are exact. LAT exact is the sorted-prefix method; on the CPU the sort
   is restricted, by bucket bounds on the prefix scores, to the few values near the optimal
-  threshold, which keeps it exact and makes it about ten times cheaper than a full sort.
+  threshold, which keeps it exact and makes it about ten times cheaper than a full sort. (The
+  optimizers' opt-in ``compile=True`` path on the CPU goes further, in
+  ``benchmark.quant.fused_lat``: it sorts only a window around the last step's threshold and
+  proves with bounds of the same kind that no cut outside it is better, else it falls back to
+  this method.)
 - ``lat-approx``, ``laq-linear`` and ``laq-log`` alternate alpha = sum(d w b) / sum(d b^2) and
   b = round(w / alpha) from the warm start ``init`` (the previous b), at most 10 rounds or until
   alpha moves by less than 1e-6 (relative); a round is kept only if it lowers the objective, so

@@ -1,0 +1,149 @@
+"""The windowed LAT exact solver of the compiled path (``benchmark.quant.fused_lat``) against the
+sorted-prefix optimum: whenever it claims a result, it is the optimum (up to float rounding);
+otherwise it reports a miss. The bin sums are computed here by the kernel's own function, run
+eagerly (no compilation: these tests are fast)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from benchmark.quant import fused_lat as L
+from benchmark.quant import quantizers as Q
+
+
+def objective(w: torch.Tensor, d: torch.Tensor, alpha: float, b: torch.Tensor) -> float:
+    w, d, b = w.double(), d.double(), b.double()
+    return float((d * (w - alpha * b) ** 2).sum())
+
+
+def optimum(w: torch.Tensor, d: torch.Tensor) -> float:
+    """The best objective over every cut of the sorted magnitudes (ties kept together), float64."""
+    a = np.abs(w.double().numpy())
+    dd = d.double().numpy()
+    order = np.argsort(-a, kind="stable")
+    a, dd = a[order], dd[order]
+    s1, s0 = np.cumsum(dd * a), np.cumsum(dd)
+    closed = np.append(a[:-1] > a[1:], True) & (a > 0) & (s0 > 0)
+    gain = np.where(closed, s1**2 / np.where(s0 > 0, s0, 1), 0)
+    return float((dd * a * a).sum() - max(gain.max(), 0.0))
+
+
+def windowed(w: torch.Tensor, d: torch.Tensor, center: float, delta: float,
+             amax: float | None = None, mean: float | None = None):
+    """(alpha, b) from the windowed solve, or None for a miss."""
+    win = L.Window()
+    win.center, win.delta, win.amax, win.mean = center, delta, amax, mean
+    mask = win.mask(w)
+    sums = L._bin_sums(w.abs(), d, win.edge_tensor(w), mask[: w.numel()]).tolist()
+    found = L.solve(win, sums, w, mask, lambda idx: d[idx])
+    if found is None:
+        return None
+    alpha, threshold = found
+    b = torch.copysign((w.abs() >= threshold).to(w.dtype), w)
+    return alpha, b
+
+
+def threshold_of(w: torch.Tensor, d: torch.Tensor) -> float:
+    cand, dcand, a1, a0 = Q._prune(w.abs(), d)
+    return float(Q._best_prefix(cand, dcand, a1, a0)[1])
+
+
+def check(w, d, found, rel=1e-9):
+    if found is None:
+        return False
+    alpha, b = found
+    best = optimum(w, d)
+    got = objective(w, d, alpha, b)
+    assert got <= best + rel * abs(best) + 1e-300, (got, best)
+    return True
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_windowed_solve_is_the_optimum_or_a_miss(dtype):
+    """Random problems, windows centred near and far from the optimal threshold: every claimed
+    result is optimal, and a window around the optimum is proved (the fast path is taken)."""
+    g = torch.Generator().manual_seed(3)
+    proved = 0
+    for trial in range(40):
+        n = int(torch.randint(200, 30_000, (1,), generator=g))
+        if trial % 2:
+            w = (torch.rand(n, generator=g, dtype=torch.float64) * 2 - 1) * 0.02
+        else:
+            w = torch.randn(n, generator=g, dtype=torch.float64) * 0.01
+        d = torch.rand(n, generator=g, dtype=torch.float64) * 5 + 0.1
+        w, d = w.to(dtype), d.to(dtype)
+        t = threshold_of(w, d)
+        amax, mean = float(w.abs().max()), float((w.abs() * d).sum() / d.sum())
+        for off, delta in ((0.0, 0.01), (0.002, 0.01), (-0.004, 0.02), (0.3, 0.01), (-0.5, 0.05),
+                           (2.0, 0.01)):
+            proved += check(w, d, windowed(w, d, t * (1 + off), delta, amax, mean),
+                            1e-9 if dtype == torch.float64 else 1e-6)
+    assert proved >= 40  # the windows around the optimum
+
+
+def test_a_far_jump_is_a_miss_not_a_wrong_answer():
+    g = torch.Generator().manual_seed(5)
+    w = torch.randn(20_000, generator=g, dtype=torch.float64) * 0.01
+    d = torch.rand(20_000, generator=g, dtype=torch.float64) + 0.5
+    t = threshold_of(w, d)
+    for factor in (0.2, 0.6, 1.5, 4.0):  # the optimum lies outside the window
+        assert windowed(w, d, t * factor, 0.01) is None
+
+
+def test_two_separated_optima_are_not_confused():
+    """A bimodal |w| whose best cut is far from a good local one: the window around the local
+    one must not claim it."""
+    w = torch.cat([torch.full((500,), 1.0), torch.linspace(0.30, 0.34, 4000),
+                   torch.linspace(0.001, 0.01, 3000)]).double()
+    d = torch.ones_like(w)
+    t = threshold_of(w, d)
+    for center in (0.32, 0.5, 0.9, t):
+        found = windowed(w, d, center, 0.02)
+        if center != t:
+            assert found is None or check(w, d, found)
+        else:
+            check(w, d, found)
+
+
+def test_ties_zeros_and_degenerate_inputs():
+    # ties across the window's edges stay together
+    w = torch.tensor([0.5] * 300 + [0.2] * 700 + [0.1] * 200 + [0.0] * 100, dtype=torch.float64)
+    d = torch.ones_like(w)
+    t = threshold_of(w, d)
+    for center in (t, t * 1.001, t * 0.999, 0.35):
+        found = windowed(w, d, center, 0.01)
+        assert found is None or check(w, d, found)
+    # zeros in d, and curvature only on some weights
+    g = torch.Generator().manual_seed(6)
+    w = torch.randn(5000, generator=g, dtype=torch.float64) * 0.01
+    d = torch.rand(5000, generator=g, dtype=torch.float64)
+    d[torch.rand(5000, generator=g) < 0.5] = 0
+    t = threshold_of(w, d)
+    assert check(w, d, windowed(w, d, t, 0.02, float(w.abs().max())))
+    # all zeros, zero curvature everywhere: a miss (the eager fallback gives alpha 0)
+    z = torch.zeros(1000, dtype=torch.float64)
+    assert windowed(z, torch.ones_like(z), 0.01, 0.01) is None
+    assert windowed(w, torch.zeros_like(w), t, 0.01) is None
+    # a size that is not a multiple of 8 (the mask's padding)
+    w7, d7 = w[:4999], (d[:4999] + 0.1)
+    t7 = threshold_of(w7, d7)
+    found = windowed(w7, d7, t7, 0.05, float(w7.abs().max()))
+    assert found is None or check(w7, d7, found)
+
+
+def test_window_recentres_and_adapts():
+    win = L.Window()
+    win.record(0.01, hit=False)  # the first solve: no prediction yet, no widening
+    assert win.center == pytest.approx(0.01) and win.delta == L._START_DELTA
+    win.record(0.0101, hit=True)  # moved 1%: the next prediction extrapolates the move
+    assert win.center == pytest.approx(0.0101 * 1.01)
+    assert win.delta == pytest.approx(max(4 * 0.01, 0.8 * L._START_DELTA))
+    before = win.delta
+    win.record(0.02, hit=False)  # a miss widens
+    assert win.delta == pytest.approx(min(2 * before, L._MAX_DELTA)) and win.misses == 1
+    edges = win.edges()
+    assert edges == sorted(edges) and len(edges) == L._EDGES and edges[0] > 0
+    win.record(float("inf"), hit=False)  # nothing to centre on
+    assert win.center is None
