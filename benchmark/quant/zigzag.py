@@ -36,9 +36,11 @@ quantized layer (evenly spaced flat indices) after each recorded step.
 
 State layouts. The eager meter keeps per weight the direction of its last level change (-1, 0, 1)
 and its frequency f, and the previous update u_{t-1}. The compiled meter (``compile=True``) packs
-direction and frequency into one number per weight, ``s = direction * f``, or ``direction * 2``
-while f is 0 (f <= 1 always, so |s| = 2 marks f = 0 and s = 0 a weight whose level never
-changed; a frequency below the smallest normal float is kept as 0), and, when the caller promises
+direction and frequency into one number per weight: ``s = direction * max(f, 2^-100)`` (s = 0:
+the weight's level never changed; frequencies below 2^-100 count as 0), and ``direction * f * S``
+right after an oscillation event (S the power of 2 with ``2 < S (1 - mu) <= 4``; f <= 1 always,
+so |s| > 2 marks the event: the pass counts the events from the state it writes, which lets
+inductor update the state in place within the loop of the sums). When the caller promises
 to keep each step's levels (``update(..., levels_kept=True)``: the optimizers with
 ``compile=True`` keep three level buffers per layer), recomputes u_{t-1} from the levels of the
 step before instead of storing it: one read and one write per weight per step for the state, no
@@ -49,6 +51,7 @@ load into either.
 from __future__ import annotations
 
 import functools
+import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -64,7 +67,8 @@ SUMMARY_KEYS = ("zz_cosine", "zz_flip_rate", "zz_osc_freq", "zz_osc_share", "zz_
 
 # slots of the per-epoch accumulator
 _COS_SUM, _COS_N, _FLIP_SUM, _FLIP_N, _EVENTS, _AMP_SUM, _STEPS = range(7)
-_NO_FREQ = 2.0  # |s| of a packed state whose frequency is 0 (frequencies never exceed 1)
+_FLOOR = 2.0**-100  # the least |s| of a packed state with a direction (stands for f = 0)
+_EVENT_MARK = 2.0  # |s| above this: an oscillation event at the step that wrote the state
 
 
 class ZigZagMeter:
@@ -102,10 +106,10 @@ class ZigZagMeter:
         self._freqs: list[Tensor] = []
         # compiled layout: the packed state (module docstring) and the buffers of the next one
         self._packed: list[Tensor] = []
-        self._packed_next: list[Tensor] = []
         # the previous step's (alpha_old, b_old, alpha_new, b_new) per layer, when the caller
         # keeps them (levels_kept): the previous update is recomputed from them, not stored
         self._kept: list[tuple[Tensor, Tensor, Tensor, Tensor]] | None = None
+        self._consts: dict[tuple, tuple[Tensor, ...]] = {}
         self._norm2_prev: Tensor | None = None
         self._acc: Tensor | None = None
         self._tracked: Tensor | None = None
@@ -138,14 +142,21 @@ class ZigZagMeter:
     @property
     def _freq(self) -> list[Tensor]:
         """The oscillation frequency of each weight, per layer (decoded when packed)."""
-        return self._freqs if not self._packed else [_unpack_freq(s) for s in self._packed]
+        if not self._packed:
+            return self._freqs
+        return [_unpack_freq(s, self._event_scale) for s in self._packed]
+
+    @property
+    def _event_scale(self) -> float:
+        """S of the packed layout: the power of 2 with 2 < S (1 - momentum) <= 4."""
+        return 2.0 ** (math.floor(math.log2(_EVENT_MARK / (1.0 - self.momentum))) + 1)
 
     def _to_eager_layout(self) -> None:
         """Unpack the state, store the previous update if it was to be recomputed; allocate the
         eager path's buffers (once)."""
         if self._packed:
             self._dirs, self._freqs = self._dir, self._freq
-            self._packed, self._packed_next = [], []
+            self._packed = []
         self._store_kept_update()
         if len(self._u_next) != len(self._dirs):
             self._u_next = [_empty(x) for x in self._dirs]
@@ -156,8 +167,21 @@ class ZigZagMeter:
         if self._dirs:
             self._packed = [_pack(d, f) for d, f in zip(self._dirs, self._freqs, strict=True)]
             self._dirs, self._freqs, self._scratch = [], [], []
-        if len(self._packed_next) != len(self._packed):
-            self._packed_next = [_empty(x) for x in self._packed]
+
+    def _constants(self, like: Tensor) -> tuple[Tensor, ...]:
+        """momentum, 1 - momentum (rounded as the eager path rounds it), the floor of the
+        packed frequencies, S and 1/S as 0-dim tensors of like's dtype and device (kept): as
+        tensors, not Python floats, they are reads of the compiled pass, and with them inductor
+        fuses the state's update into the loop of the sums (with floats it wrote the state in a
+        second loop)."""
+        key = (like.dtype, like.device)
+        consts = self._consts.get(key)
+        if consts is None:
+            values = (self.momentum, 1.0 - self.momentum, _FLOOR, self._event_scale,
+                      1.0 / self._event_scale)
+            consts = self._consts[key] = tuple(
+                torch.tensor(v, dtype=like.dtype, device=like.device) for v in values)
+        return consts
 
     def _kept_update(self, i: int, out: Tensor | None = None) -> Tensor:
         """Layer i's previous update, recomputed from the kept levels (as the compiled pass
@@ -269,9 +293,8 @@ class ZigZagMeter:
         if store and len(self._u_next) != len(b_new):
             self._u_next = [_empty(x) for x in b_new]
         dot = norm2 = flips = both = events = amp = None
-        for i, (a0, b0, a1, b1, n) in enumerate(
-            zip(alpha_old, b_old, alpha_new, b_new, level_steps, strict=True)
-        ):
+        layers = list(enumerate(zip(alpha_old, b_old, alpha_new, b_new, level_steps, strict=True)))
+        for i, (a0, b0, a1, b1, n) in reversed(layers):  # the last levels written first (cached)
             prev_alpha = prev_b = u_prev = None
             if first:
                 kind = "first"
@@ -282,16 +305,14 @@ class ZigZagMeter:
                 kind = "stored"
                 u_prev = self._u_prev[i] if self._kept is None else self._kept_update(i)
             u = self._u_next[i] if store else None
-            state, state_out = self._packed[i], self._packed_next[i]
-            fb0, fb1, fstate, fout, fu, fprev_b, fu_prev = flat(
-                b0, b1, state, state_out, u, prev_b, u_prev)
+            fb0, fb1, fstate, fu, fprev_b, fu_prev = flat(
+                b0, b1, self._packed[i], u, prev_b, u_prev)
             sums = _layer_fn(kind, store)(
-                a0, fb0, a1, fb1, fstate, fout, fu, prev_alpha, fprev_b, fu_prev,
-                self.momentum, float(n), torch.finfo(b1.dtype).tiny)
+                a0, fb0, a1, fb1, fstate, fu, prev_alpha, fprev_b, fu_prev,
+                *self._constants(b1), float(n))
             norm2, events, amp = _add(norm2, sums[0]), _add(events, sums[1]), _add(amp, sums[2])
             if kind != "first":
                 dot, both, flips = _add(dot, sums[3]), _add(both, sums[4]), _add(flips, sums[5])
-        self._packed, self._packed_next = self._packed_next, self._packed
         if store:
             if self._u_prev is None or len(self._u_prev) != len(b_new):
                 self._u_prev = [_empty(x) for x in b_new]
@@ -333,7 +354,7 @@ class ZigZagMeter:
             total = sum(s.numel() for s in self._packed)
             threshold = torch.tensor(self.threshold, dtype=self._packed[0].dtype,
                                      device=self._packed[0].device)
-            sums = [_freq_stats_fn()(*flat(s), threshold) for s in self._packed]
+            sums = [_freq_stats_fn()(*flat(s), threshold, self._event_scale) for s in self._packed]
             freq_sum = torch.stack([f for f, _ in sums]).sum()
             above = torch.stack([a for _, a in sums]).sum()
         else:
@@ -407,37 +428,41 @@ class ZigZagMeter:
         else:
             self._acc = None
             self._dirs, self._freqs = [], []
-        self._packed, self._packed_next = [], []
+        self._packed = []
         self._u_next, self._scratch = [], []  # allocated at the next step, for its path
         self._kept = None
         self._u_prev = state.get("u_prev")
         self._norm2_prev = state.get("norm2_prev")
 
 
-def _layer(a0: Tensor, b0: Tensor, a1: Tensor, b1: Tensor, state: Tensor, state_out: Tensor,
+def _layer(a0: Tensor, b0: Tensor, a1: Tensor, b1: Tensor, state: Tensor,
            u_out: Tensor | None, prev_alpha: Tensor | None, prev_b: Tensor | None,
-           u_prev: Tensor | None, momentum: float, n: float, tiny: float) -> tuple[Tensor, ...]:
+           u_prev: Tensor | None, momentum: Tensor, rest: Tensor, floor: Tensor, scale: Tensor,
+           inv_scale: Tensor, n: float) -> tuple[Tensor, ...]:
     """``ZigZagMeter.update``'s per-layer work on the packed state (compiled: one pass): the
-    state after the step into ``state_out``, the update into ``u_out`` (unless None); the
-    previous update is ``u_prev`` or recomputed as ``alpha_old * b_old - prev_alpha * prev_b``
-    (or there is none). Returns (norm2, events, amplitude sum) and, with a previous update,
-    (dot, moved, flips); the counts as int32.
+    state updated in place, the update into ``u_out`` (unless None); the previous update is
+    ``u_prev`` or recomputed as ``alpha_old * b_old - prev_alpha * prev_b`` (or there is none).
+    ``rest`` is 1 - momentum, ``floor`` 2^-100, ``scale`` S (module docstring). Returns
+    (norm2, events, amplitude sum) and, with a previous update, (dot, moved, flips); the
+    counts as int32.
 
-    The state comes first: inductor then fuses the store and all sums into one loop (with the
-    sums first it writes the state in a second loop that reads the levels again)."""
+    The sums read the state only as written (the events by their mark): a sum that read the
+    state before the step would keep inductor from writing it in the same loop."""
     mag = state.abs()
-    freq = torch.where(mag > 1.5, 0.0, mag)
-    direction = torch.sign(state)
+    freq = torch.where(mag > _EVENT_MARK, mag * inv_scale, mag)
+    direction = torch.where(state > 0, 1.0, torch.where(state < 0, -1.0, 0.0))
     change = b1 - b0
-    turn = change * direction
-    event = turn < 0  # a level change against the previous one
-    freq = freq * momentum + torch.where(event, 1.0 - momentum, 0.0)
-    direction = torch.where(change != 0, torch.sign(change), direction)
-    state_out.copy_(direction * torch.where(freq >= tiny, freq, _NO_FREQ))
+    event = change * direction < 0  # a level change against the previous one
+    freq = freq * momentum + torch.where(event, rest, 0.0)
+    mag = torch.where(event, freq * scale, torch.maximum(freq, floor))
+    new = torch.where(change > 0, 1.0, torch.where(change < 0, -1.0, direction)) * mag
+    state.copy_(new)
+    marked = new.abs() > _EVENT_MARK
     u = b1 * a1 - b0 * a0
     if u_out is not None:
         u_out.copy_(u)
-    sums = ((u * u).sum(), event.sum(dtype=torch.int32), torch.clamp(turn, max=0).sum() * -n)
+    sums = ((u * u).sum(), marked.sum(dtype=torch.int32),
+            torch.where(marked, change.abs(), 0.0).sum() * n)
     if prev_b is not None:
         u_prev = b0 * a0 - prev_b * prev_alpha  # the previous step's u, as it computed it
     if u_prev is None:
@@ -455,9 +480,9 @@ def _layer_fn(kind: str, store: bool):
     return compile_variant(_layer, kind, store)
 
 
-def _freq_stats(state: Tensor, threshold: Tensor) -> tuple[Tensor, Tensor]:
+def _freq_stats(state: Tensor, threshold: Tensor, scale: float) -> tuple[Tensor, Tensor]:
     """The sum of the packed state's frequencies (float64) and how many exceed the threshold."""
-    freq = _unpack_freq(state)
+    freq = _unpack_freq(state, scale)
     return freq.sum(dtype=torch.float64), (freq > threshold).sum()
 
 
@@ -468,13 +493,12 @@ def _freq_stats_fn():
 
 def _pack(direction: Tensor, freq: Tensor) -> Tensor:
     """The packed state of the module docstring from direction and frequency."""
-    tiny = torch.finfo(freq.dtype).tiny
-    return direction * torch.where(freq >= tiny, freq, _NO_FREQ)
+    return direction * freq.clamp(min=_FLOOR)
 
 
-def _unpack_freq(state: Tensor) -> Tensor:
+def _unpack_freq(state: Tensor, scale: float) -> Tensor:
     mag = state.abs()
-    return torch.where(mag > 1.5, 0.0, mag)
+    return torch.where(mag > _EVENT_MARK, mag / scale, torch.where(mag > _FLOOR, mag, 0.0))
 
 
 def _empty(x: Tensor) -> Tensor:
