@@ -467,8 +467,10 @@ def _layer(a0: Tensor, b0: Tensor, a1: Tensor, b1: Tensor, state: Tensor,
         u_prev = b0 * a0 - prev_b * prev_alpha  # the previous step's u, as it computed it
     if u_prev is None:
         return sums
-    moved = (u != 0) & (u_prev != 0)
-    flips = moved & ((u < 0) != (u_prev < 0))
+    # the eager path's counts (the sign of the product); each product written differently, as
+    # one product with three users would be a buffer of its own, written and read in two loops
+    moved = u_prev * u != 0
+    flips = -u * u_prev > 0
     return (*sums, (u * u_prev).sum(), moved.sum(dtype=torch.int32), flips.sum(dtype=torch.int32))
 
 
