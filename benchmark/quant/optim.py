@@ -313,9 +313,15 @@ class LossAwareAdam(torch.optim.Optimizer):
         return p.device.type != "cpu" if self.sync_free is None else self.sync_free
 
     def _spare_levels(self, p: Tensor) -> Tensor:
-        """A levels buffer that is not the layer's current levels (two kept per layer)."""
-        first = self._buffer(p, "levels0")
-        return self._buffer(p, "levels1") if self.state[p]["b"] is first else first
+        """A levels buffer that is neither the layer's current levels nor the levels before them
+        while the zig-zag meter still reads those (see ``_levels``): two buffers per layer, a
+        third with the meter."""
+        avoid = (self.state[p]["b"], self._scratch.get(id(p), {}).get("levels held"))
+        for name in ("levels0", "levels1", "levels2"):
+            buf = self._buffer(p, name)
+            if all(buf is not x for x in avoid):
+                return buf
+        raise AssertionError("three level buffers, at most two in use")  # unreachable
 
     # --- building blocks shared with BLAQ ---------------------------------------------------
 
@@ -376,10 +382,20 @@ class LossAwareAdam(torch.optim.Optimizer):
         return alpha, b
 
     def _levels(self) -> list[tuple[Tensor, Tensor]] | None:
-        """(alpha, b) of every quantized layer before the step, when a meter is attached."""
+        """(alpha, b) of every quantized layer before the step, when a meter is attached.
+
+        Also records them per layer, and the previous step's ones as "levels held": the meter
+        may read those again in this step (``_measure`` promises it that the levels it is handed
+        stay unchanged until the next step), so ``_spare_levels`` writes elsewhere."""
         if self.zigzag is None:
             return None
-        return [(self.state[p]["alpha"], self.state[p]["b"]) for p in self.quantized_params()]
+        old = []
+        for p in self.quantized_params():
+            st, bufs = self.state[p], self._scratch.setdefault(id(p), {})
+            bufs["levels held"] = bufs.get("levels before")
+            bufs["levels before"] = st["b"]
+            old.append((st["alpha"], st["b"]))
+        return old
 
     def _measure(self, old: list[tuple[Tensor, Tensor]] | None) -> None:
         """Hand the meter the step all quantized layers took (a layer without a gradient: none)."""
@@ -390,7 +406,14 @@ class LossAwareAdam(torch.optim.Optimizer):
             [a for a, _ in old], [b for _, b in old],
             [self.state[p]["alpha"] for p in params], [self.state[p]["b"] for p in params],
             [self._level_steps] * len(params), self.state[params[0]]["w"],
+            levels_kept=self._levels_kept(),
         )
+
+    def _levels_kept(self) -> bool:
+        """Whether the next step leaves this step's levels alone (every level write of a
+        compiled step goes to ``_spare_levels``; the eager quantizers write their workspaces)."""
+        name = self._scheme.name
+        return self.compile and (name in fused.CLOSED_FORM or name in fused.ITERATIVE)
 
     def _adam_others(self) -> None:
         """A plain Adam step (as torch.optim.Adam computes it) for every non-quantized parameter."""

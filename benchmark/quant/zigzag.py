@@ -33,11 +33,25 @@ The per-iteration trace (``pop_trace``) keeps at most ``max_trace`` iterations: 
 doubles the stride, so a trace of any length is an evenly decimated sample of the steps. It also
 keeps the full-precision and quantized values of ``n_tracked`` fixed coordinates of the first
 quantized layer (evenly spaced flat indices) after each recorded step.
+
+State layouts. The eager meter keeps per weight the direction of its last level change (-1, 0, 1)
+and its frequency f, and the previous update u_{t-1}. The compiled meter (``compile=True``) packs
+direction and frequency into one number per weight: ``s = direction * max(f, 2^-100)`` (s = 0:
+the weight's level never changed; frequencies below 2^-100 count as 0), and ``direction * f * S``
+right after an oscillation event (S the power of 2 with ``2 < S (1 - mu) <= 4``; f <= 1 always,
+so |s| > 2 marks the event: the pass counts the events from the state it writes, which lets
+inductor update the state in place within the loop of the sums). When the caller promises
+to keep each step's levels (``update(..., levels_kept=True)``: the optimizers with
+``compile=True`` keep three level buffers per layer), recomputes u_{t-1} from the levels of the
+step before instead of storing it: one read and one write per weight per step for the state, no
+write of u. ``state_dict()`` always holds the eager layout (dir, freq, u_prev), so checkpoints
+load into either.
 """
 
 from __future__ import annotations
 
 import functools
+import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -53,6 +67,8 @@ SUMMARY_KEYS = ("zz_cosine", "zz_flip_rate", "zz_osc_freq", "zz_osc_share", "zz_
 
 # slots of the per-epoch accumulator
 _COS_SUM, _COS_N, _FLIP_SUM, _FLIP_N, _EVENTS, _AMP_SUM, _STEPS = range(7)
+_FLOOR = 2.0**-100  # the least |s| of a packed state with a direction (stands for f = 0)
+_EVENT_MARK = 2.0  # |s| above this: an oscillation event at the step that wrote the state
 
 
 class ZigZagMeter:
@@ -67,7 +83,8 @@ class ZigZagMeter:
         compile: bool = False,
     ) -> None:
         """``compile=True`` measures each layer in one ``torch.compile``d pass (equal to the
-        default within float rounding: the sums run in another order)."""
+        default within float rounding: the sums run in another order); it may be switched
+        between steps (the state changes layout at the next step)."""
         if not 0.0 <= momentum < 1.0:
             raise UserError(f"zig-zag momentum must lie in [0, 1), not {momentum}")
         if n_tracked < 1 or max_trace < 2:
@@ -81,11 +98,18 @@ class ZigZagMeter:
         self.max_trace = int(max_trace)
         self.compile = bool(compile)
         self.iteration = 0  # steps observed so far
-        self._u_prev: list[Tensor] | None = None
+        self._u_prev: list[Tensor] | None = None  # the previous update, when it is stored
         self._u_next: list[Tensor] = []  # scratch buffers: this step's update is written here
         self._scratch: list[tuple[Tensor, Tensor]] = []
-        self._dir: list[Tensor] = []  # sign of each weight's last level change (0: none yet)
-        self._freq: list[Tensor] = []
+        # eager layout: sign of each weight's last level change (0: none yet), frequency
+        self._dirs: list[Tensor] = []
+        self._freqs: list[Tensor] = []
+        # compiled layout: the packed state (module docstring) and the buffers of the next one
+        self._packed: list[Tensor] = []
+        # the previous step's (alpha_old, b_old, alpha_new, b_new) per layer, when the caller
+        # keeps them (levels_kept): the previous update is recomputed from them, not stored
+        self._kept: list[tuple[Tensor, Tensor, Tensor, Tensor]] | None = None
+        self._consts: dict[tuple, tuple[Tensor, ...]] = {}
         self._norm2_prev: Tensor | None = None
         self._acc: Tensor | None = None
         self._tracked: Tensor | None = None
@@ -96,16 +120,87 @@ class ZigZagMeter:
 
     def _setup(self, b: Sequence[Tensor]) -> None:
         dev = b[0].device
-        self._u_next = [_empty(x) for x in b]
-        self._scratch = [_scratch(x) for x in b]
-        self._dir = [_empty(x).zero_() for x in b]
-        self._freq = [_empty(x).zero_() for x in b]
+        if self.compile:
+            self._packed = [_empty(x).zero_() for x in b]
+        else:
+            self._dirs = [_empty(x).zero_() for x in b]
+            self._freqs = [_empty(x).zero_() for x in b]
         self._acc = torch.zeros(7, dtype=torch.float64, device=dev)
         numel = b[0].numel()
         k = min(self.n_tracked, numel)
         self._tracked = torch.linspace(0, numel - 1, k, device=dev).round().long()
         self._trace = torch.full((self.max_trace, 3), float("nan"), device=dev)
         self._traj = torch.full((self.max_trace, 2, k), float("nan"), device=dev)
+
+    # --- the two state layouts --------------------------------------------------------------
+
+    @property
+    def _dir(self) -> list[Tensor]:
+        """The direction of each weight's last level change, per layer (decoded when packed)."""
+        return self._dirs if not self._packed else [torch.sign(s) for s in self._packed]
+
+    @property
+    def _freq(self) -> list[Tensor]:
+        """The oscillation frequency of each weight, per layer (decoded when packed)."""
+        if not self._packed:
+            return self._freqs
+        return [_unpack_freq(s, self._event_scale) for s in self._packed]
+
+    @property
+    def _event_scale(self) -> float:
+        """S of the packed layout: the power of 2 with 2 < S (1 - momentum) <= 4."""
+        return 2.0 ** (math.floor(math.log2(_EVENT_MARK / (1.0 - self.momentum))) + 1)
+
+    def _to_eager_layout(self) -> None:
+        """Unpack the state, store the previous update if it was to be recomputed; allocate the
+        eager path's buffers (once)."""
+        if self._packed:
+            self._dirs, self._freqs = self._dir, self._freq
+            self._packed = []
+        self._store_kept_update()
+        if len(self._u_next) != len(self._dirs):
+            self._u_next = [_empty(x) for x in self._dirs]
+        if len(self._scratch) != len(self._dirs):
+            self._scratch = [_scratch(x) for x in self._dirs]
+
+    def _to_compiled_layout(self) -> None:
+        if self._dirs:
+            self._packed = [_pack(d, f) for d, f in zip(self._dirs, self._freqs, strict=True)]
+            self._dirs, self._freqs, self._scratch = [], [], []
+
+    def _constants(self, like: Tensor) -> tuple[Tensor, ...]:
+        """momentum, 1 - momentum (rounded as the eager path rounds it), the floor of the
+        packed frequencies, S and 1/S as 0-dim tensors of like's dtype and device (kept): as
+        tensors, not Python floats, they are reads of the compiled pass, and with them inductor
+        fuses the state's update into the loop of the sums (with floats it wrote the state in a
+        second loop)."""
+        key = (like.dtype, like.device)
+        consts = self._consts.get(key)
+        if consts is None:
+            values = (self.momentum, 1.0 - self.momentum, _FLOOR, self._event_scale,
+                      1.0 / self._event_scale)
+            consts = self._consts[key] = tuple(
+                torch.tensor(v, dtype=like.dtype, device=like.device) for v in values)
+        return consts
+
+    def _kept_update(self, i: int, out: Tensor | None = None) -> Tensor:
+        """Layer i's previous update, recomputed from the kept levels (as the compiled pass
+        computes it, so that a stored copy continues a run exactly)."""
+        a0, b0, a1, b1 = self._kept[i]
+        u = torch.mul(b1, a1, out=out)
+        return u.sub_(torch.mul(b0, a0))
+
+    def _store_kept_update(self) -> None:
+        """Write the previous update into buffers (the caller no longer keeps its levels)."""
+        if self._kept is None:
+            return
+        if self._u_prev is None or len(self._u_prev) != len(self._kept):
+            self._u_prev = [_empty(b1) for _, _, _, b1 in self._kept]
+        for i, u in enumerate(self._u_prev):
+            self._kept_update(i, u)
+        self._kept = None
+
+    # --- one step ----------------------------------------------------------------------------
 
     @torch.no_grad()
     def update(
@@ -116,54 +211,26 @@ class ZigZagMeter:
         b_new: Sequence[Tensor],
         level_steps: Sequence[int],
         w_first: Tensor | None = None,
+        levels_kept: bool = False,
     ) -> None:
         """Record one step in which layer l's w_hat went from alpha_old[l]*b_old[l] to alpha_new[l]*b_new[l].
 
         ``level_steps[l]`` is n of layer l (its level spacing is alpha/n); ``w_first`` is the
         full-precision weight of the first layer after the step (for the trajectories).
+        ``levels_kept=True`` promises that the four tensors of every layer stay unchanged until
+        the next call (and through ``state_dict()`` in between): the compiled meter then
+        recomputes this step's update from them at the next step instead of writing it out
+        (the eager meter stores it either way; its results do not depend on the promise).
         """
         if self._acc is None:
             self._setup(b_new)
+        if self.compile:
+            norm2, dot, flips, both, events, amp = self._layers_compiled(
+                alpha_old, b_old, alpha_new, b_new, level_steps, levels_kept)
+        else:
+            norm2, dot, flips, both, events, amp = self._layers_eager(
+                alpha_old, b_old, alpha_new, b_new, level_steps)
         total = sum(x.numel() for x in b_new)
-        dot = norm2 = flips = both = events = amp = None
-        for i, (a0, b0, a1, b1, n) in enumerate(
-            zip(alpha_old, b_old, alpha_new, b_new, level_steps, strict=True)
-        ):
-            u, (s1, s2) = self._u_next[i], self._scratch[i]
-            if self.compile:
-                prev = None if self._u_prev is None else self._u_prev[i]
-                fb0, fb1, fprev, fu, fdir, ffreq = flat(b0, b1, prev, u, self._dir[i], self._freq[i])
-                sums = _layer_fn(prev is not None)(
-                    a0, fb0, a1, fb1, fprev, fu, fdir, ffreq, self.momentum, float(n))
-                norm2, dot, both, flips = (_add(norm2, sums[0]), *(
-                    (None, None, None) if prev is None else
-                    (_add(dot, sums[1]), _add(both, sums[2]), _add(flips, sums[3]))))
-                events, amp = _add(events, sums[4]), _add(amp, sums[5])
-                continue
-            torch.mul(b1, a1, out=u)
-            u.addcmul_(b0, a0, value=-1)
-            uf = u.view(-1)
-            norm2 = _add(norm2, torch.dot(uf, uf))
-            if self._u_prev is not None:
-                prod = torch.mul(u, self._u_prev[i], out=s1).view(-1)
-                dot = _add(dot, prod.sum())
-                agree = prod.sign_()  # +1 same direction, -1 reversed, 0 where one did not move
-                moved = torch.dot(agree, agree)
-                both = _add(both, moved)
-                flips = _add(flips, (moved - agree.sum()) / 2)
-            # oscillation: a level change against the direction of this weight's previous change
-            change = torch.sub(b1, b0, out=s1)
-            direction = self._dir[i]
-            torch.sign(change, out=s2)
-            against = change.mul_(direction).clamp_(max=0)  # -|change| at events, 0 elsewhere
-            amp = _add(amp, against.sum() * -n)
-            against.sign_()  # -1 at events
-            events = _add(events, -against.sum())
-            self._freq[i].mul_(self.momentum).sub_(against, alpha=1.0 - self.momentum)
-            direction.add_(s2, alpha=2).sign_()  # the new change where there is one
-        if self._u_prev is None:
-            self._u_prev = [_empty(x) for x in b_new]
-        self._u_prev, self._u_next = self._u_next, self._u_prev  # swap: no copy
         nan = torch.full((), float("nan"), device=norm2.device)
         if dot is None:
             cosine = flip_rate = nan
@@ -181,6 +248,80 @@ class ZigZagMeter:
         ])
         self._record(step, alpha_new[0], b_new[0], w_first)
         self.iteration += 1
+
+    def _layers_eager(self, alpha_old, b_old, alpha_new, b_new, level_steps) -> tuple:
+        """The per-layer work, op by op; returns the sums over all layers (norm2, dot, flips,
+        moved, events, amplitude sum; dot, flips and moved None on the first step)."""
+        self._to_eager_layout()
+        dot = norm2 = flips = both = events = amp = None
+        for i, (a0, b0, a1, b1, n) in enumerate(
+            zip(alpha_old, b_old, alpha_new, b_new, level_steps, strict=True)
+        ):
+            u, (s1, s2) = self._u_next[i], self._scratch[i]
+            torch.mul(b1, a1, out=u)
+            u.addcmul_(b0, a0, value=-1)
+            uf = u.view(-1)
+            norm2 = _add(norm2, torch.dot(uf, uf))
+            if self._u_prev is not None:
+                prod = torch.mul(u, self._u_prev[i], out=s1).view(-1)
+                dot = _add(dot, prod.sum())
+                agree = prod.sign_()  # +1 same direction, -1 reversed, 0 where one did not move
+                moved = torch.dot(agree, agree)
+                both = _add(both, moved)
+                flips = _add(flips, (moved - agree.sum()) / 2)
+            # oscillation: a level change against the direction of this weight's previous change
+            change = torch.sub(b1, b0, out=s1)
+            direction = self._dirs[i]
+            torch.sign(change, out=s2)
+            against = change.mul_(direction).clamp_(max=0)  # -|change| at events, 0 elsewhere
+            amp = _add(amp, against.sum() * -n)
+            against.sign_()  # -1 at events
+            events = _add(events, -against.sum())
+            self._freqs[i].mul_(self.momentum).sub_(against, alpha=1.0 - self.momentum)
+            direction.add_(s2, alpha=2).sign_()  # the new change where there is one
+        if self._u_prev is None:
+            self._u_prev = [_empty(x) for x in b_new]
+        self._u_prev, self._u_next = self._u_next, self._u_prev  # swap: no copy
+        return norm2, dot, flips, both, events, amp
+
+    def _layers_compiled(self, alpha_old, b_old, alpha_new, b_new, level_steps,
+                         levels_kept: bool) -> tuple:
+        """The per-layer work, one compiled pass per layer (``_layer``); same returns."""
+        self._to_compiled_layout()
+        first = self._u_prev is None and self._kept is None
+        store = not levels_kept
+        if store and len(self._u_next) != len(b_new):
+            self._u_next = [_empty(x) for x in b_new]
+        dot = norm2 = flips = both = events = amp = None
+        layers = list(enumerate(zip(alpha_old, b_old, alpha_new, b_new, level_steps, strict=True)))
+        for i, (a0, b0, a1, b1, n) in reversed(layers):  # the last levels written first (cached)
+            prev_alpha = prev_b = u_prev = None
+            if first:
+                kind = "first"
+            elif self._kept is not None and b0 is self._kept[i][3] and a0 is self._kept[i][2]:
+                kind = "kept"  # u_{t-1} = alpha_old * b_old - (its alpha_old * b_old)
+                prev_alpha, prev_b = self._kept[i][:2]
+            else:  # a stored update, or kept levels that do not continue into this step
+                kind = "stored"
+                u_prev = self._u_prev[i] if self._kept is None else self._kept_update(i)
+            u = self._u_next[i] if store else None
+            fb0, fb1, fstate, fu, fprev_b, fu_prev = flat(
+                b0, b1, self._packed[i], u, prev_b, u_prev)
+            sums = _layer_fn(kind, store)(
+                a0, fb0, a1, fb1, fstate, fu, prev_alpha, fprev_b, fu_prev,
+                *self._constants(b1), float(n))
+            norm2, events, amp = _add(norm2, sums[0]), _add(events, sums[1]), _add(amp, sums[2])
+            if kind != "first":
+                dot, both, flips = _add(dot, sums[3]), _add(both, sums[4]), _add(flips, sums[5])
+        if store:
+            if self._u_prev is None or len(self._u_prev) != len(b_new):
+                self._u_prev = [_empty(x) for x in b_new]
+            self._u_prev, self._u_next = self._u_next, self._u_prev
+            self._kept = None
+        else:
+            self._kept = list(zip(alpha_old, b_old, alpha_new, b_new, strict=True))
+            self._u_prev = None
+        return norm2, dot, flips, both, events, amp
 
     def _record(self, step: Tensor, alpha: Tensor, b: Tensor, w_first: Tensor | None) -> None:
         """Store this step in the bounded trace if it falls on the stride; decimate when full."""
@@ -209,9 +350,17 @@ class ZigZagMeter:
         """Means over the steps since the last reset (see the module docstring); syncs once."""
         if self._acc is None:
             return {key: float("nan") for key in SUMMARY_KEYS}
-        total = sum(f.numel() for f in self._freq)
-        freq_sum = torch.stack([f.sum(dtype=torch.float64) for f in self._freq]).sum()
-        above = torch.stack([torch.count_nonzero(f > self.threshold) for f in self._freq]).sum()
+        if self._packed:
+            total = sum(s.numel() for s in self._packed)
+            threshold = torch.tensor(self.threshold, dtype=self._packed[0].dtype,
+                                     device=self._packed[0].device)
+            sums = [_freq_stats_fn()(*flat(s), threshold, self._event_scale) for s in self._packed]
+            freq_sum = torch.stack([f for f, _ in sums]).sum()
+            above = torch.stack([a for _, a in sums]).sum()
+        else:
+            total = sum(f.numel() for f in self._freqs)
+            freq_sum = torch.stack([f.sum(dtype=torch.float64) for f in self._freqs]).sum()
+            above = torch.stack([torch.count_nonzero(f > self.threshold) for f in self._freqs]).sum()
         values = torch.cat([self._acc, torch.stack([freq_sum, above.double()])]).tolist()
         acc, freq_sum, above = values[:7], values[7], values[8]
         if reset:
@@ -259,7 +408,10 @@ class ZigZagMeter:
                 acc=self._acc, tracked=self._tracked, trace=self._trace, traj=self._traj,
                 dir=list(self._dir), freq=list(self._freq),
             )
-        if self._u_prev is not None:
+        if self._kept is not None:  # recomputed into fresh tensors: no copy to clone
+            state.update(u_prev=[self._kept_update(i) for i in range(len(self._kept))],
+                         norm2_prev=self._norm2_prev)
+        elif self._u_prev is not None:
             state.update(u_prev=list(self._u_prev), norm2_prev=self._norm2_prev)
         return {key: _clone(value) for key, value in state.items()}
 
@@ -272,42 +424,83 @@ class ZigZagMeter:
         if "acc" in state:
             self._acc, self._tracked = state["acc"], state["tracked"]
             self._trace, self._traj = state["trace"], state["traj"]
-            self._dir, self._freq = state["dir"], state["freq"]
-            self._u_next = [_empty(x) for x in self._dir]
-            self._scratch = [_scratch(x) for x in self._dir]
+            self._dirs, self._freqs = state["dir"], state["freq"]
         else:
             self._acc = None
+            self._dirs, self._freqs = [], []
+        self._packed = []
+        self._u_next, self._scratch = [], []  # allocated at the next step, for its path
+        self._kept = None
         self._u_prev = state.get("u_prev")
         self._norm2_prev = state.get("norm2_prev")
 
 
-def _layer(a0: Tensor, b0: Tensor, a1: Tensor, b1: Tensor, u_prev: Tensor | None, u: Tensor,
-           direction: Tensor, freq: Tensor, momentum: float, n: float) -> tuple[Tensor, ...]:
-    """``ZigZagMeter.update``'s per-layer work as one function (compiled: one pass); returns
-    (norm2, dot, moved, flips, events, amplitude sum), the middle three 0 without u_prev."""
-    u_new = b1 * a1 - b0 * a0
-    norm2 = (u_new * u_new).sum()
-    zero = norm2 * 0
-    dot = moved = flips = zero
-    if u_prev is not None:
-        prod = u_new * u_prev
-        dot = prod.sum()
-        agree = torch.sign(prod)
-        moved = (agree * agree).sum()
-        flips = (moved - agree.sum()) / 2
+def _layer(a0: Tensor, b0: Tensor, a1: Tensor, b1: Tensor, state: Tensor,
+           u_out: Tensor | None, prev_alpha: Tensor | None, prev_b: Tensor | None,
+           u_prev: Tensor | None, momentum: Tensor, rest: Tensor, floor: Tensor, scale: Tensor,
+           inv_scale: Tensor, n: float) -> tuple[Tensor, ...]:
+    """``ZigZagMeter.update``'s per-layer work on the packed state (compiled: one pass): the
+    state updated in place, the update into ``u_out`` (unless None); the previous update is
+    ``u_prev`` or recomputed as ``alpha_old * b_old - prev_alpha * prev_b`` (or there is none).
+    ``rest`` is 1 - momentum, ``floor`` 2^-100, ``scale`` S (module docstring). Returns
+    (norm2, events, amplitude sum) and, with a previous update, (dot, moved, flips); the
+    counts as int32.
+
+    The sums read the state only as written (the events by their mark): a sum that read the
+    state before the step would keep inductor from writing it in the same loop."""
+    mag = state.abs()
+    freq = torch.where(mag > _EVENT_MARK, mag * inv_scale, mag)
+    direction = torch.where(state > 0, 1.0, torch.where(state < 0, -1.0, 0.0))
     change = b1 - b0
-    against = torch.clamp(change * direction, max=0)
-    events_mask = torch.sign(against)  # -1 at events
-    u.copy_(u_new)
-    freq.copy_(freq * momentum - events_mask * (1.0 - momentum))
-    direction.copy_(torch.sign(direction + 2 * torch.sign(change)))
-    return norm2, dot, moved, flips, -events_mask.sum(), against.sum() * -n
+    event = change * direction < 0  # a level change against the previous one
+    freq = freq * momentum + torch.where(event, rest, 0.0)
+    mag = torch.where(event, freq * scale, torch.maximum(freq, floor))
+    new = torch.where(change > 0, 1.0, torch.where(change < 0, -1.0, direction)) * mag
+    state.copy_(new)
+    marked = new.abs() > _EVENT_MARK
+    u = b1 * a1 - b0 * a0
+    if u_out is not None:
+        u_out.copy_(u)
+    sums = ((u * u).sum(), marked.sum(dtype=torch.int32),
+            torch.where(marked, change.abs(), 0.0).sum() * n)
+    if prev_b is not None:
+        u_prev = b0 * a0 - prev_b * prev_alpha  # the previous step's u, as it computed it
+    if u_prev is None:
+        return sums
+    # the eager path's counts (the sign of the product); each product written differently, as
+    # one product with three users would be a buffer of its own, written and read in two loops
+    moved = u_prev * u != 0
+    flips = -u * u_prev > 0
+    return (*sums, (u * u_prev).sum(), moved.sum(dtype=torch.int32), flips.sum(dtype=torch.int32))
 
 
 @functools.cache
-def _layer_fn(has_prev: bool):
-    """The compiled ``_layer``, one per value of has_prev (a code object each: see fused.compile_variant)."""
-    return compile_variant(_layer, has_prev)
+def _layer_fn(kind: str, store: bool):
+    """The compiled ``_layer`` for one kind of previous update ("first": none, "kept":
+    recomputed, "stored") and whether it writes the update: a code object each (see
+    fused.compile_variant)."""
+    return compile_variant(_layer, kind, store)
+
+
+def _freq_stats(state: Tensor, threshold: Tensor, scale: float) -> tuple[Tensor, Tensor]:
+    """The sum of the packed state's frequencies (float64) and how many exceed the threshold."""
+    freq = _unpack_freq(state, scale)
+    return freq.sum(dtype=torch.float64), (freq > threshold).sum()
+
+
+@functools.cache
+def _freq_stats_fn():
+    return compile_variant(_freq_stats)
+
+
+def _pack(direction: Tensor, freq: Tensor) -> Tensor:
+    """The packed state of the module docstring from direction and frequency."""
+    return direction * freq.clamp(min=_FLOOR)
+
+
+def _unpack_freq(state: Tensor, scale: float) -> Tensor:
+    mag = state.abs()
+    return torch.where(mag > _EVENT_MARK, mag / scale, torch.where(mag > _FLOOR, mag, 0.0))
 
 
 def _empty(x: Tensor) -> Tensor:

@@ -125,3 +125,177 @@ def test_bad_settings_raise_user_error() -> None:
         ZigZagMeter(momentum=1.0)
     with pytest.raises(UserError, match="max_trace"):
         ZigZagMeter(max_trace=1)
+
+
+# --- the compiled meter (compile=True): packed state, updates recomputed from kept levels ------
+
+def _random_steps(count: int, shapes=((16, 12), (5, 16)), levels: int = 3, seed: int = 2):
+    """(alpha_old, b_old, alpha_new, b_new) per step, each step's levels in tensors of their own
+    (as a caller that keeps them: nothing is overwritten)."""
+    gen = torch.Generator().manual_seed(seed)
+
+    def draw():
+        b = [torch.randint(-levels, levels + 1, s, generator=gen).float() / levels for s in shapes]
+        return [torch.rand((), generator=gen) + 0.1 for _ in shapes], b
+
+    steps, (a, b) = [], draw()
+    for _ in range(count):
+        a_new, b_new = draw()
+        if _ % 3 == 2:  # some steps move the scale only
+            b_new = [x.clone() for x in b]
+        steps.append((a, b, a_new, b_new))
+        a, b = a_new, b_new
+    return steps
+
+
+def _run(meter: ZigZagMeter, steps, kept: bool = False) -> None:
+    for a, b, a_new, b_new in steps:
+        meter.update(a, b, a_new, b_new, [3, 3], b_new[0], levels_kept=kept)
+
+
+def _assert_summaries_close(got: dict, want: dict) -> None:
+    for key, value in want.items():
+        assert got[key] == pytest.approx(value, rel=1e-5, nan_ok=True), key
+
+
+def _compiled_meter_tests_can_run() -> None:
+    from benchmark.quant import fused
+
+    reason = fused.available("cpu")
+    if reason is not None:
+        pytest.skip(f"torch.compile unavailable: {reason}")
+
+
+@pytest.mark.slow
+def test_compiled_meter_with_kept_levels_matches_eager() -> None:
+    _compiled_meter_tests_can_run()
+    steps = _random_steps(7)
+    eager, stored, kept = ZigZagMeter(), ZigZagMeter(compile=True), ZigZagMeter(compile=True)
+    _run(eager, steps)
+    _run(stored, steps)
+    _run(kept, steps, kept=True)
+    assert kept._u_prev is None and stored._kept is None  # the two compiled ways were taken
+    want = eager.epoch_summary()
+    assert all(v == v for v in want.values())  # all defined: a real comparison
+    _assert_summaries_close(stored.epoch_summary(), want)
+    _assert_summaries_close(kept.epoch_summary(), want)
+    for got in (stored, kept):
+        torch.testing.assert_close(got._freq[0], eager._freq[0])
+        torch.testing.assert_close(got._dir[1], eager._dir[1])
+    ta, tk = eager.pop_trace(), kept.pop_trace()
+    for key in ("cosine", "flip_rate", "osc_rate"):
+        np.testing.assert_allclose(tk[key], ta[key], rtol=1e-5)
+
+
+@pytest.mark.slow
+def test_compiled_meter_resumes_exactly_and_its_state_loads_into_either() -> None:
+    """A compiled meter saved mid-run (its previous update only recomputable from the kept
+    levels) continues exactly as the uninterrupted one; its state is the eager layout, so an
+    eager meter continues from it too (within float rounding), and vice versa."""
+    _compiled_meter_tests_can_run()
+    steps = _random_steps(8)
+    whole, eager = ZigZagMeter(compile=True), ZigZagMeter()
+    _run(whole, steps, kept=True)
+    _run(eager, steps)
+    first = ZigZagMeter(compile=True)
+    _run(first, steps[:4], kept=True)
+    state = first.state_dict()
+    assert {"dir", "freq", "u_prev"} <= set(state)  # the eager layout
+    resumed, as_eager = ZigZagMeter(compile=True), ZigZagMeter()
+    resumed.load_state_dict(state)
+    as_eager.load_state_dict(state)
+    _run(resumed, steps[4:], kept=True)
+    _run(as_eager, steps[4:])
+    from_eager = ZigZagMeter(compile=True)
+    half = ZigZagMeter()
+    _run(half, steps[:4])
+    from_eager.load_state_dict(half.state_dict())
+    _run(from_eager, steps[4:], kept=True)
+    want = whole.epoch_summary()
+    assert resumed.epoch_summary() == want  # bit for bit
+    _assert_summaries_close(as_eager.epoch_summary(), want)
+    _assert_summaries_close(from_eager.epoch_summary(), eager.epoch_summary())
+    tw, tr = whole.pop_trace(), resumed.pop_trace()
+    for key in tw:
+        np.testing.assert_array_equal(tr[key], tw[key])
+
+
+@pytest.mark.slow
+def test_meter_switches_between_eager_and_compiled() -> None:
+    _compiled_meter_tests_can_run()
+    steps = _random_steps(9)
+    eager, switched = ZigZagMeter(), ZigZagMeter()
+    _run(eager, steps)
+    for i, step in enumerate(steps):
+        switched.compile = i % 3 == 1  # eager, compiled (kept levels), eager, ...
+        _run(switched, [step], kept=True)
+    _assert_summaries_close(switched.epoch_summary(), eager.epoch_summary())
+
+
+def test_packed_state_round_trip() -> None:
+    from benchmark.quant.zigzag import _pack, _unpack_freq
+
+    meter = ZigZagMeter()
+    direction = torch.tensor([0.0, 1.0, -1.0, 1.0, -1.0, 1.0])
+    freq = torch.tensor([0.0, 0.0, 0.0, 0.0099999998, 0.5, 1.0])
+    packed = _pack(direction, freq)
+    assert torch.equal(torch.sign(packed), direction)
+    assert torch.equal(_unpack_freq(packed, meter._event_scale), freq)
+    # right after an event the state is scaled by S (|s| > 2), exactly
+    scale = meter._event_scale
+    assert scale * (1 - meter.momentum) > 2 and scale * (1 - meter.momentum) <= 4
+    marked = packed * torch.tensor([1.0, 1.0, 1.0, scale, scale, scale])
+    assert torch.equal(_unpack_freq(marked, scale), freq)
+
+
+def test_eager_meter_ignores_the_kept_levels_promise() -> None:
+    """The eager path stores the update either way: its results are those it always gave."""
+    steps = _random_steps(5)
+    a, b = ZigZagMeter(), ZigZagMeter()
+    _run(a, steps)
+    _run(b, steps, kept=True)
+    assert a.epoch_summary() == pytest.approx(b.epoch_summary(), rel=0, abs=0, nan_ok=True)
+    assert torch.equal(a._freq[0], b._freq[0])
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("cls", "scheme", "bits"), [("LossAwareAdam", "lab", 1),
+                                                     ("BLAQ", "laq-linear", 3)])
+def test_compiled_optimizer_keeps_the_levels_the_meter_reads(
+    monkeypatch: pytest.MonkeyPatch, cls: str, scheme: str, bits: int
+) -> None:
+    """With compile=True the optimizer promises the meter each step's levels until the next
+    step (a third level buffer per layer): the meter's recomputed previous update must equal the
+    one it stores when the promise is withheld, so no level it reads was overwritten."""
+    _compiled_meter_tests_can_run()
+    from torch import nn
+
+    from benchmark.quant import BLAQ, LossAwareAdam
+
+    optimizer = {"LossAwareAdam": LossAwareAdam, "BLAQ": BLAQ}[cls]
+    x = torch.randn(32, 12, generator=torch.Generator().manual_seed(1))
+    y = torch.randint(0, 5, (32,), generator=torch.Generator().manual_seed(2))
+    summaries = []
+    for kept in (True, False):
+        torch.manual_seed(0)
+        model = nn.Sequential(nn.Linear(12, 16), nn.ReLU(), nn.Linear(16, 5))
+        kwargs = {"m": 1} if cls == "BLAQ" else {}
+        opt = optimizer(model, scheme, bits=bits, lr=0.05, zigzag=True, compile=True, **kwargs)
+        if not kept:
+            monkeypatch.setattr(opt, "_levels_kept", lambda: False)
+
+        def closure(model=model, opt=opt):
+            opt.zero_grad()
+            loss = nn.functional.cross_entropy(model(x), y)
+            loss.backward()
+            return loss
+
+        for _ in range(6):
+            opt.step(closure)
+        assert (opt.zigzag._kept is not None) == kept
+        if kept:
+            bufs = opt._scratch[id(opt.quantized_params()[0])]
+            assert len({id(bufs[f"levels{i}"]) for i in range(3)}) == 3
+        summaries.append(opt.zigzag.epoch_summary())
+    assert summaries[0]["zz_cosine"] == summaries[0]["zz_cosine"]  # defined
+    _assert_summaries_close(summaries[0], summaries[1])
