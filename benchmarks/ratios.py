@@ -23,7 +23,12 @@ import statistics
 import sys
 import time
 from collections.abc import Iterable, Mapping
+from pathlib import Path
 from typing import Any
+
+# the checkout this script lives in, ahead of an installed copy (an editable install of another
+# checkout would otherwise be the code measured)
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 LAQ_TARGET = 1.15  # a LAQ step over the full-precision Adam step
 CLOSED_FORM_TARGET = 1.05  # ... with a closed-form quantizer
