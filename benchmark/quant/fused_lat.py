@@ -54,6 +54,8 @@ _ABOVE = 3  # ... and above it
 _EDGES = _BELOW + 2 + _ABOVE
 _GROWTH = 6.0  # each outer edge is this many times further from c than the previous one
 _MIN_DELTA, _MAX_DELTA, _START_DELTA = 0.007, 0.08, 0.01
+_PRODUCT_ERROR = 2.0**-22  # twice float32's unit: a rounded term d|w| against its exact value
+_MAX_SKIP = 64  # after misses in a row, solves skip the window (2, 4, ... up to this many)
 
 
 def _error(n: int) -> float:
@@ -166,6 +168,9 @@ class Window:
         self.edges_used: list[float] = []
         self.hits = 0  # windowed solves proved optimal
         self.misses = 0  # ... and fallbacks after a prediction
+        self.streak = 0  # misses in a row
+        self.skip = 0  # solves left that go straight to the eager method (after a streak)
+        self.skipped = False  # a fused BLAQ stage skipped: its quantize does too
         self._mask: Tensor | None = None
         self._scalars: dict[tuple, Tensor] = {}
         # the sums a fused BLAQ stage computed for the next quantize: (w, its version, sums)
@@ -208,18 +213,35 @@ class Window:
             above[-1] = max(above[-1], 0.51 * self.amax)
         return [*below, c * (1.0 - dl), c * (1.0 + dl), *above]
 
-    def record(self, threshold: float, hit: bool) -> None:
-        """Recentre on ``threshold`` (extrapolated by its last move) and adapt the width."""
+    def attempt(self) -> bool:
+        """Whether this solve tries the window: not without a prediction, nor while backing off
+        after misses in a row (where the proof keeps failing, as on weights whose score is flat
+        far around its best, a try costs its pass on top of the eager method's)."""
+        if self.center is None:
+            return False
+        if self.skip > 0:
+            self.skip -= 1
+            return False
+        return True
+
+    def record(self, threshold: float, hit: bool, tried: bool = True) -> None:
+        """Recentre on ``threshold`` (extrapolated by its last move) and adapt the width;
+        ``tried``: the window was tried (a solve that skipped it changes neither width nor
+        counts)."""
         if not math.isfinite(threshold) or threshold <= 0:
             self.center = self.last = None
             return
         if hit:
             self.hits += 1
+            self.streak = 0
             miss = abs(threshold / self.center - 1.0)
             self.delta = min(max(4.0 * miss, 0.8 * self.delta, _MIN_DELTA), _MAX_DELTA)
-        elif self.center is not None:  # a miss (not the first solve): widen
+        elif self.center is not None and tried:  # a miss (not the first solve): widen
             self.misses += 1
+            self.streak += 1
             self.delta = min(2.0 * self.delta, _MAX_DELTA)
+            if self.streak >= 2:  # back off: skip 4, 8, ... solves before the next try
+                self.skip = min(2**self.streak, _MAX_SKIP)
         move = 1.0 if self.last is None else threshold / self.last
         self.last = threshold
         self.center = threshold * min(max(move, 0.9), 1.1)
@@ -315,6 +337,7 @@ def solve(win: Window, sums: list[float], a: Tensor, mask: Tensor,
     alpha_b = (s1b / r1) / (s0b / r0)  # in units r1 / r0
     g = _error(a.numel())
     err = [(g * x / r1, g * y / r0) for x, y in c]
+    window_err = (g * w1 / r1, g * w0 / r0)  # the window's own sums (its dot and cumsums)
 
     def beaten(bound: float, near: list, far: list, u1: float, u0: float, c1: float,
                c0: float, bot: float, top: float) -> bool:
@@ -337,7 +360,9 @@ def solve(win: Window, sums: list[float], a: Tensor, mask: Tensor,
         reach = max(*ends, alpha_b)
         tol = 2 * (2 * reach * n1 + reach * reach * n0)  # in the bound and in the best
         tol += spread * (2 * f1 + 2 * reach * f0)
-        return bound + tol + 1e-12 * best >= best
+        # a term d|w| is rounded to w's precision before it is summed, which may move a value
+        # across a bin's edge by about that much: allow for it relative to the best
+        return bound + tol + (1e-12 + _PRODUCT_ERROR) * best >= best
 
     # above the window, top down: (u1, u0) the sums of the bins above this one
     ups = [*edges[_BELOW + 1:], max(amax, edges[-1])]
@@ -351,7 +376,8 @@ def solve(win: Window, sums: list[float], a: Tensor, mask: Tensor,
             mean = u1 / u0 if u0 > 0 else top
             if 2 * bot >= max(mean, top):  # every value >= alpha/2: no cut beats the bottom
                 bound = min(bound, -1.0 if j == 0 else _score(u1 + c1, u0 + c0))
-            if beaten(bound, err[base: base + j + 1], err[base + j + 1:], u1, u0, c1, c0, bot, top):
+            if beaten(bound, [*err[base: base + j + 1], window_err], err[base + j + 1:], u1, u0,
+                      c1, c0, bot, top):
                 return None
         u1, u0 = u1 + c1, u0 + c0
     # below the window, top down: everything above the bin is in the support
@@ -366,7 +392,8 @@ def solve(win: Window, sums: list[float], a: Tensor, mask: Tensor,
             if top <= low and 2 * low * top + top * top * (dmax / r0) / u0 <= low * low:
                 # no value of the bin raises the score as it joins: none beats the top
                 bound = min(bound, -1.0 if j == len(below) - 1 else _score(u1, u0))
-            if beaten(bound, err[j:_BELOW + 1], err[base:], u1, u0, c1, c0, bot, top):
+            if beaten(bound, [*err[j:_BELOW + 1], window_err], err[base:], u1, u0, c1, c0, bot,
+                      top):
                 return None
         u1, u0 = u1 + c1, u0 + c0
     threshold = edges[_BELOW + 1] if k == 0 else float(v[k - 1])
@@ -376,9 +403,10 @@ def solve(win: Window, sums: list[float], a: Tensor, mask: Tensor,
 # --- the drivers -----------------------------------------------------------------------------
 
 
-def _fallback(win: Window, w: Tensor, d: Tensor, b_out: Tensor, p: Tensor) -> Tensor:
+def _fallback(win: Window, w: Tensor, d: Tensor, b_out: Tensor, p: Tensor,
+              tried: bool = True) -> Tensor:
     """The eager exact method over the whole tensor (quantizers._lat_exact's CPU path), the
-    levels written by the compiled pass; recentres the window."""
+    levels written by the compiled pass; recentres the window (``tried``: after a failed try)."""
     ws = win.ws
     a = torch.abs(w, out=ws.buffer("abs", w))
     total0 = float(d.sum(dtype=torch.float64))
@@ -391,7 +419,7 @@ def _fallback(win: Window, w: Tensor, d: Tensor, b_out: Tensor, p: Tensor) -> Te
         whole = cand.numel() == a.numel()
         best_alpha, thr = _best_prefix(cand, dcand, above1, above0, ws if whole else None)
         alpha, threshold = float(best_alpha), float(thr)
-    win.record(threshold, hit=False)
+    win.record(threshold, hit=False, tried=tried)
     return _finish(win, w, alpha, threshold, b_out, p)
 
 
@@ -413,9 +441,9 @@ def laq_step(win: Window, g: Tensor, m: Tensor, v: Tensor, w: Tensor, d: Tensor,
     solve (or the fallback, which writes D into ``d``), the levels into ``b_out`` and
     ``alpha b`` into ``p``; returns alpha (0-dim). Every tensor contiguous, on the CPU."""
     g, m, v, w, d, b_out, p = (t.view(-1) for t in (g, m, v, w, d, b_out, p))
-    if win.center is None:
+    if not win.attempt():
         fused.update_fn()(g, m, v, w, d, beta1, beta2, step, eps_c)
-        return _fallback(win, w, d, b_out, p)
+        return _fallback(win, w, d, b_out, p, tried=False)
     mask = win.mask(w)
     sums = step_fn()(g, m, v, w, win.edge_tensor(w), mask[: w.numel()], beta1, beta2, step,
                      eps_c).tolist()
@@ -432,8 +460,9 @@ def trial(win: Window, g: Tensor, m: Tensor, v: Tensor, w: Tensor, d: Tensor, tr
     """BLAQ's forward stage (``fused.trial_fn``), with the bin sums of the trial weight in the
     same pass (kept for the ``quantize`` of ``trial`` that follows)."""
     args = tuple(t.view(-1) for t in (g, m, v, w, d, trial))
-    if win.center is None:
+    if not win.attempt():
         fused.trial_fn()(*args, beta1, beta2, step, eps_c)
+        win.skipped = win.center is not None
         return
     flat_trial = args[5]
     sums = trial_sums_fn()(*args, win.edge_tensor(flat_trial), win.mask(flat_trial)[: w.numel()],
@@ -446,8 +475,9 @@ def backtrack(win: Window, blended: bool, m: Tensor, v: Tensor, g: Tensor, d: Te
     """BLAQ's backtrack stage (``fused.backtrack_fn``), with the bin sums of the new w in the
     same pass (kept for the ``quantize`` of w that follows)."""
     args = tuple(t.view(-1) for t in (m, v, g, d, w))
-    if win.center is None:
+    if not win.attempt():
         fused.backtrack_fn(blended)(*args, *scalars)
+        win.skipped = win.center is not None
         return
     flat_w = args[4]
     sums = backtrack_sums_fn(blended)(*args, *scalars, win.edge_tensor(flat_w),
@@ -460,9 +490,11 @@ def quantize(win: Window, w: Tensor, d: Tensor, b_out: Tensor, p: Tensor) -> Ten
     (those of a fused stage just run for this w, or a pass of their own), the windowed solve or
     the fallback, the levels into ``b_out`` and ``alpha b`` into ``p``."""
     pending, win.pending = win.pending, None
-    if win.center is None:
-        return _fallback(win, *(t.view(-1) for t in (w, d, b_out, p)))
-    if pending is not None and pending[0] is w and pending[1] == w._version:
+    skipped, win.skipped = win.skipped, False
+    fresh = pending is not None and pending[0] is w and pending[1] == w._version
+    if skipped or (not fresh and not win.attempt()):
+        return _fallback(win, *(t.view(-1) for t in (w, d, b_out, p)), tried=False)
+    if fresh:
         sums = pending[2]
         w, d, b_out, p = (t.view(-1) for t in (w, d, b_out, p))
         mask = win.mask(w)

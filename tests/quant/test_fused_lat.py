@@ -147,3 +147,27 @@ def test_window_recentres_and_adapts():
     assert edges == sorted(edges) and len(edges) == L._EDGES and edges[0] > 0
     win.record(float("inf"), hit=False)  # nothing to centre on
     assert win.center is None
+
+
+def test_misses_in_a_row_back_off_and_a_hit_resets():
+    """Where the proof keeps failing, solves skip the window for 4, 8, ... (at most 64) solves
+    instead of paying its pass on top of the eager method every time."""
+    from benchmark.quant.fused_lat import _MAX_SKIP, Window
+
+    win = Window()
+    assert not win.attempt()  # no prediction yet
+    win.record(0.5, hit=False)  # the first solve sets the prediction: not a miss
+    assert win.misses == 0 and win.attempt()
+    win.record(0.5, hit=False)  # one miss: try again at once
+    assert win.misses == 1 and win.attempt()
+    win.record(0.5, hit=False)  # two in a row: skip 4 solves
+    tries = [win.attempt() for _ in range(5)]
+    assert tries == [False] * 4 + [True]
+    win.record(0.5, hit=False, tried=False)  # a skipped solve is neither a miss nor a hit
+    assert win.misses == 2 and win.streak == 2
+    for _ in range(10):  # a long streak: the skip is capped
+        win.record(0.5, hit=False)
+    assert win.skip == _MAX_SKIP
+    win.skip = 0
+    win.record(0.5, hit=True)
+    assert win.streak == 0 and win.attempt()
