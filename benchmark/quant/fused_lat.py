@@ -176,6 +176,18 @@ class Window:
         # the sums a fused BLAQ stage computed for the next quantize: (w, its version, sums)
         self.pending: tuple[Tensor, int, list[float]] | None = None
 
+    # what a checkpoint keeps: the prediction and its history (a resumed run then tries the
+    # same windows, so it sums in the same order as the uninterrupted run)
+    KEPT = ("center", "last", "delta", "amax", "mean", "hits", "misses", "streak", "skip")
+
+    def state(self) -> dict[str, float | int | None]:
+        return {name: getattr(self, name) for name in self.KEPT}
+
+    def load(self, state: dict[str, float | int | None]) -> None:
+        for name in self.KEPT:
+            if name in state:
+                setattr(self, name, state[name])
+
     def mask(self, w: Tensor) -> Tensor:
         """The kept byte mask: w's size padded with zeros to a multiple of 8."""
         size = -(-w.numel() // 8) * 8

@@ -458,6 +458,10 @@ class LossAwareAdam(torch.optim.Optimizer):
         state["epoch"] = self.epoch
         if self.zigzag is not None:
             state["zigzag"] = self.zigzag.state_dict()
+        if self._lat_windows:  # compiled LAT exact: by the layer's place among the quantized
+            where = {id(p): i for i, p in enumerate(self.quantized_params())}
+            state["lat_windows"] = [[where[key[0]], key[1], win.state()]
+                                    for key, win in self._lat_windows.items() if key[0] in where]
         return state
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
@@ -465,6 +469,7 @@ class LossAwareAdam(torch.optim.Optimizer):
         state_dict = dict(state_dict)
         epoch = state_dict.pop("epoch", 0)
         meter = state_dict.pop("zigzag", None)
+        windows = state_dict.pop("lat_windows", [])
         for saved in state_dict.get("param_groups", []):
             if saved.get("quantized") and (saved.get("scheme"), saved.get("bits")) != (
                 self._scheme.name, self.bits
@@ -477,6 +482,10 @@ class LossAwareAdam(torch.optim.Optimizer):
         self.epoch = epoch
         self._scratch.clear()
         self._workspaces.clear()
+        self._lat_windows.clear()
+        quantized = self.quantized_params()
+        for index, trial, kept in windows:
+            self._lat_window(quantized[index], trial=bool(trial)).load(kept)
         params = self.quantized_params()
         if self.zigzag is not None and meter is not None:
             self.zigzag.load_state_dict(meter, device=params[0].device)

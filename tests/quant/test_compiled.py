@@ -258,3 +258,43 @@ def test_lat_exact_sync_free_keeps_the_eager_quantizer():
         nn.functional.cross_entropy(model(x), y).backward()
         opt.step()
     assert not opt._lat_windows
+
+
+@pytest.mark.parametrize("cls", [LossAwareAdam, BLAQ])
+def test_a_resumed_compiled_lat_exact_run_equals_the_uninterrupted_one(cls) -> None:
+    """The LAT exact windows (where the next threshold is looked for) travel in the checkpoint:
+    a resumed run tries the same windows, so it sums in the same order, bit for bit."""
+    import copy
+
+    torch.manual_seed(1)
+    x, y = torch.randn(32, 12), torch.randint(0, 5, (32,))
+    extra = {"a": 0.6, "m": 1} if cls is BLAQ else {}
+
+    def build():
+        model = _model()
+        return model, cls(model, "lat-exact", bits=2, lr=0.01, compile=True, **extra)
+
+    def steps(model, opt, n):
+        for _ in range(n):
+            def closure():
+                opt.zero_grad()
+                loss = nn.functional.cross_entropy(model(x), y)
+                loss.backward()
+                return loss
+            opt.step(closure)
+
+    model, opt = build()
+    steps(model, opt, 4)
+    saved = copy.deepcopy((model.state_dict(), opt.state_dict()))
+    assert saved[1]["lat_windows"]  # the windows are in the checkpoint
+    steps(model, opt, 3)
+    again, opt2 = build()
+    again.load_state_dict(saved[0])
+    opt2.load_state_dict(saved[1])
+    steps(again, opt2, 3)
+    for p0, p1 in zip(opt.quantized_params(), opt2.quantized_params(), strict=True):
+        assert torch.equal(p0, p1)
+        assert torch.equal(opt.state[p0]["w"], opt2.state[p1]["w"])
+        assert torch.equal(opt.state[p0]["alpha"], opt2.state[p1]["alpha"])
+    assert [w.state() for w in opt._lat_windows.values()] == [
+        w.state() for w in opt2._lat_windows.values()]
