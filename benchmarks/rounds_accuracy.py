@@ -41,6 +41,10 @@ def _train(config: RunConfig, runs_dir: Path) -> dict[str, Any] | None:
         return None
     run = json.loads((outcome.run_dir / "run.json").read_text())
     result = run.get("result") or {}
+    if result.get("test_acc") is None:
+        print(f"rounds_accuracy: {outcome.run_id} has no test accuracy (status "
+              f"{run.get('status')})", file=sys.stderr)
+        return None
     info = json.loads((outcome.run_dir / "info.json").read_text())
     return {"run_id": outcome.run_id, "test_acc": result.get("test_acc"),
             "train_time_s": result.get("train_time_s"),
