@@ -38,6 +38,7 @@ from benchmark.quant.quantizers import _FLOAT_LAYOUT
 
 _ALPHA_RTOL = 1e-6  # as in quantizers: the alternation stops when alpha moves by less
 CLOSED_FORM = ("bwn", "lab", "twn")
+BINARY = ("bwn", "lab")  # their fused kernels write every level as -1 or +1 (``_signs``)
 ITERATIVE = ("lat-approx", "laq-linear", "laq-log")
 
 

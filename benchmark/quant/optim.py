@@ -407,6 +407,7 @@ class LossAwareAdam(torch.optim.Optimizer):
             [self.state[p]["alpha"] for p in params], [self.state[p]["b"] for p in params],
             [self._level_steps] * len(params), self.state[params[0]]["w"],
             levels_kept=self._levels_kept(),
+            levels_binary=self._levels_kept() and self._scheme.name in fused.BINARY,
         )
 
     def _levels_kept(self) -> bool:

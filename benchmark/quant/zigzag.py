@@ -44,8 +44,12 @@ inductor update the state in place within the loop of the sums). When the caller
 to keep each step's levels (``update(..., levels_kept=True)``: the optimizers with
 ``compile=True`` keep three level buffers per layer), recomputes u_{t-1} from the levels of the
 step before instead of storing it: one read and one write per weight per step for the state, no
-write of u. ``state_dict()`` always holds the eager layout (dir, freq, u_prev), so checkpoints
-load into either.
+write of u. A weight's first level change writes |s| = 2^-110 (f = 0 as below the floor, but
+told apart from a frequency that decayed there). With levels of -1 and +1 only (bwn and lab:
+``levels_binary=True``) every later change is an event, so the state the last step wrote says
+exactly where that step changed a level (a mark), and by how much (2 in the state's direction):
+the levels of two steps ago need no read either. ``state_dict()`` always holds the eager
+layout (dir, freq, u_prev), so checkpoints load into either.
 """
 
 from __future__ import annotations
@@ -68,6 +72,7 @@ SUMMARY_KEYS = ("zz_cosine", "zz_flip_rate", "zz_osc_freq", "zz_osc_share", "zz_
 # slots of the per-epoch accumulator
 _COS_SUM, _COS_N, _FLIP_SUM, _FLIP_N, _EVENTS, _AMP_SUM, _STEPS = range(7)
 _FLOOR = 2.0**-100  # the least |s| of a packed state with a direction (stands for f = 0)
+_FIRST = 2.0**-110  # |s| right after a weight's first level change (f = 0 then; below the floor)
 _EVENT_MARK = 2.0  # |s| above this: an oscillation event at the step that wrote the state
 
 
@@ -109,6 +114,7 @@ class ZigZagMeter:
         # the previous step's (alpha_old, b_old, alpha_new, b_new) per layer, when the caller
         # keeps them (levels_kept): the previous update is recomputed from them, not stored
         self._kept: list[tuple[Tensor, Tensor, Tensor, Tensor]] | None = None
+        self._binary_last = False  # the last compiled pass was promised +-1 levels
         self._consts: dict[tuple, tuple[Tensor, ...]] = {}
         self._norm2_prev: Tensor | None = None
         self._acc: Tensor | None = None
@@ -170,14 +176,14 @@ class ZigZagMeter:
 
     def _constants(self, like: Tensor) -> tuple[Tensor, ...]:
         """momentum, 1 - momentum (rounded as the eager path rounds it), the floor of the
-        packed frequencies, S and 1/S as 0-dim tensors of like's dtype and device (kept): as
+        packed frequencies, the first-change mark, S and 1/S as 0-dim tensors of like's dtype and device (kept): as
         tensors, not Python floats, they are reads of the compiled pass, and with them inductor
         fuses the state's update into the loop of the sums (with floats it wrote the state in a
         second loop)."""
         key = (like.dtype, like.device)
         consts = self._consts.get(key)
         if consts is None:
-            values = (self.momentum, 1.0 - self.momentum, _FLOOR, self._event_scale,
+            values = (self.momentum, 1.0 - self.momentum, _FLOOR, _FIRST, self._event_scale,
                       1.0 / self._event_scale)
             consts = self._consts[key] = tuple(
                 torch.tensor(v, dtype=like.dtype, device=like.device) for v in values)
@@ -212,6 +218,7 @@ class ZigZagMeter:
         level_steps: Sequence[int],
         w_first: Tensor | None = None,
         levels_kept: bool = False,
+        levels_binary: bool = False,
     ) -> None:
         """Record one step in which layer l's w_hat went from alpha_old[l]*b_old[l] to alpha_new[l]*b_new[l].
 
@@ -221,12 +228,15 @@ class ZigZagMeter:
         the next call (and through ``state_dict()`` in between): the compiled meter then
         recomputes this step's update from them at the next step instead of writing it out
         (the eager meter stores it either way; its results do not depend on the promise).
+        ``levels_binary=True`` (with ``levels_kept``) promises that every level is -1 or +1: the
+        compiled meter then reads the previous step's level change off its state instead of the
+        levels of two steps ago (one read per weight less; same numbers).
         """
         if self._acc is None:
             self._setup(b_new)
         if self.compile:
             norm2, dot, flips, both, events, amp = self._layers_compiled(
-                alpha_old, b_old, alpha_new, b_new, level_steps, levels_kept)
+                alpha_old, b_old, alpha_new, b_new, level_steps, levels_kept, levels_binary)
         else:
             norm2, dot, flips, both, events, amp = self._layers_eager(
                 alpha_old, b_old, alpha_new, b_new, level_steps)
@@ -285,7 +295,7 @@ class ZigZagMeter:
         return norm2, dot, flips, both, events, amp
 
     def _layers_compiled(self, alpha_old, b_old, alpha_new, b_new, level_steps,
-                         levels_kept: bool) -> tuple:
+                         levels_kept: bool, levels_binary: bool = False) -> tuple:
         """The per-layer work, one compiled pass per layer (``_layer``); same returns."""
         self._to_compiled_layout()
         first = self._u_prev is None and self._kept is None
@@ -299,8 +309,11 @@ class ZigZagMeter:
             if first:
                 kind = "first"
             elif self._kept is not None and b0 is self._kept[i][3] and a0 is self._kept[i][2]:
-                kind = "kept"  # u_{t-1} = alpha_old * b_old - (its alpha_old * b_old)
-                prev_alpha, prev_b = self._kept[i][:2]
+                # u_{t-1} = alpha_old * b_old - (its alpha_old * b_old); binary: its b_old
+                # from the state the last pass wrote (this layer's, in the same layout)
+                binary = levels_binary and self._binary_last
+                kind = "binary" if binary else "kept"
+                prev_alpha, prev_b = self._kept[i][0], None if binary else self._kept[i][1]
             else:  # a stored update, or kept levels that do not continue into this step
                 kind = "stored"
                 u_prev = self._u_prev[i] if self._kept is None else self._kept_update(i)
@@ -321,6 +334,7 @@ class ZigZagMeter:
         else:
             self._kept = list(zip(alpha_old, b_old, alpha_new, b_new, strict=True))
             self._u_prev = None
+        self._binary_last = levels_binary
         return norm2, dot, flips, both, events, amp
 
     def _record(self, step: Tensor, alpha: Tensor, b: Tensor, w_first: Tensor | None) -> None:
@@ -431,31 +445,49 @@ class ZigZagMeter:
         self._packed = []
         self._u_next, self._scratch = [], []  # allocated at the next step, for its path
         self._kept = None
+        self._binary_last = False
         self._u_prev = state.get("u_prev")
         self._norm2_prev = state.get("norm2_prev")
 
 
-def _layer(a0: Tensor, b0: Tensor, a1: Tensor, b1: Tensor, state: Tensor,
-           u_out: Tensor | None, prev_alpha: Tensor | None, prev_b: Tensor | None,
-           u_prev: Tensor | None, momentum: Tensor, rest: Tensor, floor: Tensor, scale: Tensor,
-           inv_scale: Tensor, n: float) -> tuple[Tensor, ...]:
-    """``ZigZagMeter.update``'s per-layer work on the packed state (compiled: one pass): the
-    state updated in place, the update into ``u_out`` (unless None); the previous update is
-    ``u_prev`` or recomputed as ``alpha_old * b_old - prev_alpha * prev_b`` (or there is none).
-    ``rest`` is 1 - momentum, ``floor`` 2^-100, ``scale`` S (module docstring). Returns
-    (norm2, events, amplitude sum) and, with a previous update, (dot, moved, flips); the
-    counts as int32.
-
-    The sums read the state only as written (the events by their mark): a sum that read the
-    state before the step would keep inductor from writing it in the same loop."""
+def _advance(state: Tensor, change: Tensor, momentum: Tensor, rest: Tensor, floor: Tensor,
+             first: Tensor, scale: Tensor, inv_scale: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """The packed state after a step whose level changes are ``change`` (b_new - b_old); also
+    the direction before it, and where the step that wrote ``state`` changed a level when the
+    levels are binary (its marks: an event or a first change)."""
     mag = state.abs()
     freq = torch.where(mag > _EVENT_MARK, mag * inv_scale, mag)
     direction = torch.where(state > 0, 1.0, torch.where(state < 0, -1.0, 0.0))
-    change = b1 - b0
     event = change * direction < 0  # a level change against the previous one
     freq = freq * momentum + torch.where(event, rest, 0.0)
-    mag = torch.where(event, freq * scale, torch.maximum(freq, floor))
-    new = torch.where(change > 0, 1.0, torch.where(change < 0, -1.0, direction)) * mag
+    kept_mag = torch.where(event, freq * scale, torch.maximum(freq, floor))
+    mag_new = torch.where((change != 0) & (direction == 0), first, kept_mag)
+    new = torch.where(change > 0, 1.0, torch.where(change < 0, -1.0, direction)) * mag_new
+    changed = (mag > _EVENT_MARK) | ((mag > 0) & (mag < floor))
+    return new, direction, changed
+
+
+def _layer(a0: Tensor, b0: Tensor, a1: Tensor, b1: Tensor, state: Tensor,
+           u_out: Tensor | None, prev_alpha: Tensor | None, prev_b: Tensor | None,
+           u_prev: Tensor | None, momentum: Tensor, rest: Tensor, floor: Tensor, first: Tensor,
+           scale: Tensor, inv_scale: Tensor, n: float) -> tuple[Tensor, ...]:
+    """``ZigZagMeter.update``'s per-layer work on the packed state (compiled: one pass): the
+    state updated in place, the update into ``u_out`` (unless None); the previous update is
+    ``u_prev`` or recomputed as ``alpha_old * b_old - prev_alpha * prev_b`` (or there is none).
+    With ``prev_alpha`` but no ``prev_b`` the levels are binary (+-1) and prev_b is read off
+    the state: the previous step changed weight i's level exactly where the state it wrote is
+    marked (an event, or a first change: for +-1 levels every later change is an event), and
+    then by 2 in the state's direction. ``rest`` is 1 - momentum, ``floor`` 2^-100, ``first``
+    2^-110, ``scale`` S (module docstring). Returns (norm2, events, amplitude sum) and, with a
+    previous update, (dot, moved, flips); the counts as int32.
+
+    The sums read the state only as written (the events by their mark): a sum that read the
+    state before the step would keep inductor from writing it in the same loop."""
+    change = b1 - b0
+    new, direction, changed = _advance(state, change, momentum, rest, floor, first, scale,
+                                       inv_scale)
+    if prev_alpha is not None and prev_b is None:  # binary levels: the previous change, marked
+        prev_b = b0 - torch.where(changed, 2.0 * direction, 0.0)
     state.copy_(new)
     marked = new.abs() > _EVENT_MARK
     u = b1 * a1 - b0 * a0

@@ -232,6 +232,79 @@ def test_meter_switches_between_eager_and_compiled() -> None:
     _assert_summaries_close(switched.epoch_summary(), eager.epoch_summary())
 
 
+def _binary_steps(count: int, shapes=((16, 12), (5, 16)), seed: int = 4, quiet=range(0)):
+    """As ``_random_steps`` with every level -1 or +1 (about a fifth of them flip a step; none
+    in every fourth step and in the steps ``quiet``)."""
+    gen = torch.Generator().manual_seed(seed)
+    b = [torch.where(torch.rand(s, generator=gen) < 0.5, -1.0, 1.0) for s in shapes]
+    a = [torch.rand((), generator=gen) + 0.1 for _ in shapes]
+    steps = []
+    for i in range(count):
+        rate = 0.0 if i % 4 == 3 or i in quiet else 0.2
+        flip = [torch.rand(s, generator=gen) < rate for s in shapes]
+        b_new = [torch.where(f, -x, x) for f, x in zip(flip, b, strict=True)]
+        a_new = [torch.rand((), generator=gen) + 0.1 for _ in shapes]
+        steps.append((a, b, a_new, b_new))
+        a, b = a_new, b_new
+    return steps
+
+
+@pytest.mark.slow
+def test_compiled_meter_reads_binary_levels_changes_off_its_state(monkeypatch) -> None:
+    """With +-1 levels promised, the compiled meter takes the previous step's level change from
+    the marks of its state instead of reading the levels of two steps ago: the same numbers as
+    the path that reads them (bit for bit) and as the eager meter, resumed from a checkpoint
+    too. A weight's first change is marked (2^-110) apart from a decayed frequency (2^-100)."""
+    _compiled_meter_tests_can_run()
+    from benchmark.quant import zigzag
+
+    kinds = []
+    layer_fn = zigzag._layer_fn
+
+    def spy(kind, store):
+        kinds.append(kind)
+        return layer_fn(kind, store)
+
+    monkeypatch.setattr(zigzag, "_layer_fn", spy)
+    steps = _binary_steps(12)
+
+    def run(meter, steps, binary):
+        for a, b, a_new, b_new in steps:
+            meter.update(a, b, a_new, b_new, [1, 1], b_new[0], levels_kept=True,
+                         levels_binary=binary)
+
+    eager, kept, binary = ZigZagMeter(), ZigZagMeter(compile=True), ZigZagMeter(compile=True)
+    run(eager, steps, False)
+    run(kept, steps, False)
+    kinds.clear()
+    run(binary, steps, True)
+    # the first step has no previous update; every later one reads the marks the last wrote
+    assert kinds[:2] == ["first", "first"] and set(kinds[2:]) == {"binary"}
+    want = kept.epoch_summary()
+    assert all(v == v for v in want.values())  # all defined
+    assert binary.epoch_summary() == want
+    _assert_summaries_close(want, eager.epoch_summary())
+    torch.testing.assert_close(binary._freq[0], eager._freq[0])
+    half = ZigZagMeter(compile=True)
+    run(half, steps[:6], True)
+    resumed = ZigZagMeter(compile=True)
+    resumed.load_state_dict(half.state_dict())
+    run(resumed, steps[6:], True)
+    whole = ZigZagMeter(compile=True)
+    run(whole, steps, True)
+    assert resumed.epoch_summary() == whole.epoch_summary()
+    # frequencies decayed below the floor (fast, at momentum 0.1) are no first changes
+    steps = _binary_steps(48, quiet=range(6, 40))
+    decayed = [ZigZagMeter(momentum=0.1), ZigZagMeter(momentum=0.1, compile=True),
+               ZigZagMeter(momentum=0.1, compile=True)]
+    for meter, binary in zip(decayed, (False, False, True), strict=True):
+        run(meter, steps, binary)
+    assert bool((decayed[2]._packed[0].abs() == 2.0**-100).any())  # some reached the floor
+    want = decayed[1].epoch_summary()
+    assert decayed[2].epoch_summary() == want
+    _assert_summaries_close(want, decayed[0].epoch_summary())
+
+
 def test_packed_state_round_trip() -> None:
     from benchmark.quant.zigzag import _pack, _unpack_freq
 
