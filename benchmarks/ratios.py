@@ -200,21 +200,49 @@ def measure_interleaved(model: str, rounds: int, only: list[str] | None = None) 
     return lines
 
 
+USAGE = "usage: python benchmarks/ratios.py RESULTS.json | --measure MODEL [ROUNDS [NAME...]]"
+
+
 def main(argv: list[str]) -> int:
+    if argv[:1] in (["-h"], ["--help"]):
+        print(USAGE)
+        print(__doc__.split("\n\n")[0])
+        return 0
     if argv[:1] == ["--measure"] and len(argv) >= 2:
         try:
             rounds = int(argv[2]) if len(argv) >= 3 else 10
         except ValueError:
             print(f"ROUNDS must be an integer, not {argv[2]!r}", file=sys.stderr)
             return 2
+        from test_step_speed import MODELS, OPTIMIZERS
+
+        if argv[1] not in MODELS:
+            print(f"unknown model {argv[1]!r}; the models: {', '.join(MODELS)}", file=sys.stderr)
+            return 2
+        unknown = [n for n in argv[3:] if n not in OPTIMIZERS]
+        if unknown:
+            print(f"unknown step {unknown[0]!r}; the steps: {', '.join(OPTIMIZERS)}",
+                  file=sys.stderr)
+            return 2
+        if rounds < 1:
+            print(f"ROUNDS must be at least 1, not {rounds}", file=sys.stderr)
+            return 2
         print("\n".join(measure_interleaved(argv[1], rounds, argv[3:] or None)))
         return 0
-    if len(argv) != 1:
-        print("usage: python benchmarks/ratios.py RESULTS.json | --measure MODEL [ROUNDS [NAME...]]",
+    if len(argv) != 1 or argv[0].startswith("-"):
+        print(USAGE, file=sys.stderr)
+        return 2
+    try:
+        with open(argv[0]) as f:
+            rows = rows_from_json(json.load(f))
+    except OSError as exc:
+        print(f"cannot read {argv[0]}: {exc.strerror}", file=sys.stderr)
+        return 2
+    except (ValueError, KeyError, TypeError) as exc:
+        print(f"{argv[0]} is not a pytest-benchmark JSON file ({type(exc).__name__}: {exc})",
               file=sys.stderr)
         return 2
-    with open(argv[0]) as f:
-        print("\n".join(ratio_lines(rows_from_json(json.load(f)))))
+    print("\n".join(ratio_lines(rows)))
     return 0
 
 

@@ -44,3 +44,21 @@ def test_every_target_row_has_its_verdict_against_the_right_base():
 def test_the_note_is_left_out_when_the_spec_rule_meets_its_target():
     rows = [_row("fp-adam", "fp", None, 1.0), _row("laq-laq-log", "laq", "laq-log", 1.1)]
     assert ratios.SPEC_RULE_NOTE not in "\n".join(ratios.ratio_lines(rows))
+
+
+def test_bad_input_is_a_one_line_reason_and_status_2(tmp_path, capsys):
+    bad = tmp_path / "bad.json"
+    bad.write_text('{"no": "benchmarks"}')
+    cases = [([], "usage:"), (["a.json", "b.json"], "usage:"), (["--bogus"], "usage:"),
+             ([str(tmp_path / "missing.json")], "cannot read"),
+             ([str(bad)], "is not a pytest-benchmark JSON file"),
+             (["--measure", "mnist-mlp", "x"], "ROUNDS must be an integer"),
+             (["--measure", "mnist-mlp", "0"], "ROUNDS must be at least 1"),
+             (["--measure", "no-such-model", "1"], "unknown model 'no-such-model'"),
+             (["--measure", "mnist-mlp", "1", "laq-nothing"], "unknown step 'laq-nothing'")]
+    for argv, reason in cases:
+        assert ratios.main(argv) == 2, argv
+        err = capsys.readouterr().err
+        assert reason in err and len(err.strip().splitlines()) == 1, (argv, err)
+    assert ratios.main(["--help"]) == 0
+    assert "usage:" in capsys.readouterr().out
