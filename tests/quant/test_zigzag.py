@@ -333,6 +333,7 @@ def test_eager_meter_ignores_the_kept_levels_promise() -> None:
 
 @pytest.mark.slow
 @pytest.mark.parametrize(("cls", "scheme", "bits"), [("LossAwareAdam", "lab", 1),
+                                                     ("BLAQ", "lab", 1),
                                                      ("BLAQ", "laq-linear", 3)])
 def test_compiled_optimizer_keeps_the_levels_the_meter_reads(
     monkeypatch: pytest.MonkeyPatch, cls: str, scheme: str, bits: int
@@ -366,6 +367,7 @@ def test_compiled_optimizer_keeps_the_levels_the_meter_reads(
         for _ in range(6):
             opt.step(closure)
         assert (opt.zigzag._kept is not None) == kept
+        assert opt.zigzag._binary_last == (kept and scheme == "lab")  # +-1 levels: marks read
         if kept:
             bufs = opt._scratch[id(opt.quantized_params()[0])]
             assert len({id(bufs[f"levels{i}"]) for i in range(3)}) == 3
