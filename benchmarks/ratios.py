@@ -234,15 +234,15 @@ def main(argv: list[str]) -> int:
         return 2
     try:
         with open(argv[0]) as f:
-            rows = rows_from_json(json.load(f))
+            lines = ratio_lines(rows_from_json(json.load(f)))
     except OSError as exc:
         print(f"cannot read {argv[0]}: {exc.strerror}", file=sys.stderr)
         return 2
-    except (ValueError, KeyError, TypeError) as exc:
-        print(f"{argv[0]} is not a pytest-benchmark JSON file ({type(exc).__name__}: {exc})",
-              file=sys.stderr)
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:
+        print(f"{argv[0]} is not a pytest-benchmark JSON file of these benchmarks "
+              f"({type(exc).__name__}: {exc})", file=sys.stderr)
         return 2
-    print("\n".join(ratio_lines(rows)))
+    print("\n".join(lines))
     return 0
 
 

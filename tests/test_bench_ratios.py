@@ -49,9 +49,16 @@ def test_the_note_is_left_out_when_the_spec_rule_meets_its_target():
 def test_bad_input_is_a_one_line_reason_and_status_2(tmp_path, capsys):
     bad = tmp_path / "bad.json"
     bad.write_text('{"no": "benchmarks"}')
+    odd = tmp_path / "odd.json"
+    odd.write_text('{"benchmarks": [1]}')
+    partial = tmp_path / "partial.json"
+    partial.write_text('{"benchmarks": [{"extra_info": {"optimizer": "x"}, '
+                       '"stats": {"min": 1, "median": 1}}]}')
     cases = [([], "usage:"), (["a.json", "b.json"], "usage:"), (["--bogus"], "usage:"),
              ([str(tmp_path / "missing.json")], "cannot read"),
              ([str(bad)], "is not a pytest-benchmark JSON file"),
+             ([str(odd)], "is not a pytest-benchmark JSON file"),
+             ([str(partial)], "is not a pytest-benchmark JSON file"),
              (["--measure", "mnist-mlp", "x"], "ROUNDS must be an integer"),
              (["--measure", "mnist-mlp", "0"], "ROUNDS must be at least 1"),
              (["--measure", "no-such-model", "1"], "unknown model 'no-such-model'"),

@@ -46,9 +46,13 @@ to keep each step's levels (``update(..., levels_kept=True)``: the optimizers wi
 step before instead of storing it: one read and one write per weight per step for the state, no
 write of u. A weight's first level change writes |s| = 2^-110 (f = 0 as below the floor, but
 told apart from a frequency that decayed there). With levels of -1 and +1 only (bwn and lab:
-``levels_binary=True``) every later change is an event, so the state the last step wrote says
-exactly where that step changed a level (a mark), and by how much (2 in the state's direction):
-the levels of two steps ago need no read either. ``state_dict()`` always holds the eager
+``levels_binary=True``) every change after a weight's first goes against the last one (an
+event), as long as every earlier change went to the level the weight holds: from a fresh state
+on, through compiled steps whose levels continue each other's (kept as promised) or a loaded
+checkpoint's. While that chain holds, the state the last step wrote says exactly where that step
+changed a level (a mark), and by how much (2 in the state's direction), so the levels of two
+steps ago need no read either; levels that do not continue, non-binary levels or an eager step
+end it (the old levels are read from then on). ``state_dict()`` always holds the eager
 layout (dir, freq, u_prev), so checkpoints load into either.
 """
 
@@ -114,7 +118,12 @@ class ZigZagMeter:
         # the previous step's (alpha_old, b_old, alpha_new, b_new) per layer, when the caller
         # keeps them (levels_kept): the previous update is recomputed from them, not stored
         self._kept: list[tuple[Tensor, Tensor, Tensor, Tensor]] | None = None
-        self._binary_last = False  # the last compiled pass was promised +-1 levels
+        # every weight's last level change (if any) went to its current level, which is -1 or
+        # +1: true from a fresh state on, through compiled calls promised +-1 levels that
+        # continue each other's levels; then every later change is an event, and the marks of
+        # the state tell the last step's changes ("binary" pass)
+        self._binary_chain = False
+        self._resumed = False  # loaded from a checkpoint: its next step's levels continue it
         self._consts: dict[tuple, tuple[Tensor, ...]] = {}
         self._norm2_prev: Tensor | None = None
         self._acc: Tensor | None = None
@@ -132,6 +141,7 @@ class ZigZagMeter:
             self._dirs = [_empty(x).zero_() for x in b]
             self._freqs = [_empty(x).zero_() for x in b]
         self._acc = torch.zeros(7, dtype=torch.float64, device=dev)
+        self._binary_chain = True  # no weight has changed yet
         numel = b[0].numel()
         k = min(self.n_tracked, numel)
         self._tracked = torch.linspace(0, numel - 1, k, device=dev).round().long()
@@ -176,10 +186,10 @@ class ZigZagMeter:
 
     def _constants(self, like: Tensor) -> tuple[Tensor, ...]:
         """momentum, 1 - momentum (rounded as the eager path rounds it), the floor of the
-        packed frequencies, the first-change mark, S and 1/S as 0-dim tensors of like's dtype and device (kept): as
-        tensors, not Python floats, they are reads of the compiled pass, and with them inductor
-        fuses the state's update into the loop of the sums (with floats it wrote the state in a
-        second loop)."""
+        packed frequencies, the first-change mark, S and 1/S as 0-dim tensors of like's dtype
+        and device (kept): as tensors, not Python floats, they are reads of the compiled pass,
+        and with them inductor fuses the state's update into the loop of the sums (with floats
+        it wrote the state in a second loop)."""
         key = (like.dtype, like.device)
         consts = self._consts.get(key)
         if consts is None:
@@ -230,7 +240,8 @@ class ZigZagMeter:
         (the eager meter stores it either way; its results do not depend on the promise).
         ``levels_binary=True`` (with ``levels_kept``) promises that every level is -1 or +1: the
         compiled meter then reads the previous step's level change off its state instead of the
-        levels of two steps ago (one read per weight less; same numbers).
+        levels of two steps ago (one read per weight less; same numbers), while every step since
+        its state began was so promised and continued the last one's levels (module docstring).
         """
         if self._acc is None:
             self._setup(b_new)
@@ -292,11 +303,16 @@ class ZigZagMeter:
         if self._u_prev is None:
             self._u_prev = [_empty(x) for x in b_new]
         self._u_prev, self._u_next = self._u_next, self._u_prev  # swap: no copy
+        self._binary_chain = self._resumed = False  # the eager layout keeps no marks
         return norm2, dot, flips, both, events, amp
 
     def _layers_compiled(self, alpha_old, b_old, alpha_new, b_new, level_steps,
                          levels_kept: bool, levels_binary: bool = False) -> tuple:
         """The per-layer work, one compiled pass per layer (``_layer``); same returns."""
+        if any(x.dtype == torch.float16 for x in b_new):
+            raise UserError("the compiled zig-zag meter cannot take float16 levels (its packed "
+                            "state goes down to 2^-110, below float16's range); use "
+                            "compile=False or float32 levels")
         self._to_compiled_layout()
         first = self._u_prev is None and self._kept is None
         store = not levels_kept
@@ -304,6 +320,7 @@ class ZigZagMeter:
             self._u_next = [_empty(x) for x in b_new]
         dot = norm2 = flips = both = events = amp = None
         layers = list(enumerate(zip(alpha_old, b_old, alpha_new, b_new, level_steps, strict=True)))
+        kinds = []
         for i, (a0, b0, a1, b1, n) in reversed(layers):  # the last levels written first (cached)
             prev_alpha = prev_b = u_prev = None
             if first:
@@ -311,12 +328,13 @@ class ZigZagMeter:
             elif self._kept is not None and b0 is self._kept[i][3] and a0 is self._kept[i][2]:
                 # u_{t-1} = alpha_old * b_old - (its alpha_old * b_old); binary: its b_old
                 # from the state the last pass wrote (this layer's, in the same layout)
-                binary = levels_binary and self._binary_last
+                binary = levels_binary and self._binary_chain
                 kind = "binary" if binary else "kept"
                 prev_alpha, prev_b = self._kept[i][0], None if binary else self._kept[i][1]
             else:  # a stored update, or kept levels that do not continue into this step
                 kind = "stored"
                 u_prev = self._u_prev[i] if self._kept is None else self._kept_update(i)
+            kinds.append(kind)
             u = self._u_next[i] if store else None
             fb0, fb1, fstate, fu, fprev_b, fu_prev = flat(
                 b0, b1, self._packed[i], u, prev_b, u_prev)
@@ -334,7 +352,11 @@ class ZigZagMeter:
         else:
             self._kept = list(zip(alpha_old, b_old, alpha_new, b_new, strict=True))
             self._u_prev = None
-        self._binary_last = levels_binary
+        # the chain goes on through +-1 levels that continued from the last call (the promise:
+        # unchanged since) or from the checkpoint just loaded (the resume contract)
+        continued = self._resumed or "stored" not in kinds
+        self._binary_chain = self._binary_chain and levels_binary and not store and continued
+        self._resumed = False
         return norm2, dot, flips, both, events, amp
 
     def _record(self, step: Tensor, alpha: Tensor, b: Tensor, w_first: Tensor | None) -> None:
@@ -416,6 +438,7 @@ class ZigZagMeter:
             "iteration": self.iteration,
             "stride": self._stride,
             "trace_iters": list(self._trace_iters),
+            "binary_chain": self._binary_chain,
         }
         if self._acc is not None:
             state.update(
@@ -445,7 +468,8 @@ class ZigZagMeter:
         self._packed = []
         self._u_next, self._scratch = [], []  # allocated at the next step, for its path
         self._kept = None
-        self._binary_last = False
+        self._binary_chain = bool(state.get("binary_chain", False)) if "acc" in state else False
+        self._resumed = True
         self._u_prev = state.get("u_prev")
         self._norm2_prev = state.get("norm2_prev")
 
@@ -487,7 +511,7 @@ def _layer(a0: Tensor, b0: Tensor, a1: Tensor, b1: Tensor, state: Tensor,
     new, direction, changed = _advance(state, change, momentum, rest, floor, first, scale,
                                        inv_scale)
     if prev_alpha is not None and prev_b is None:  # binary levels: the previous change, marked
-        prev_b = b0 - torch.where(changed, 2.0 * direction, 0.0)
+        prev_b = b0 - torch.where(changed, 2.0 * direction, 0.0).to(b0.dtype)
     state.copy_(new)
     marked = new.abs() > _EVENT_MARK
     u = b1 * a1 - b0 * a0
@@ -509,8 +533,8 @@ def _layer(a0: Tensor, b0: Tensor, a1: Tensor, b1: Tensor, state: Tensor,
 @functools.cache
 def _layer_fn(kind: str, store: bool):
     """The compiled ``_layer`` for one kind of previous update ("first": none, "kept":
-    recomputed, "stored") and whether it writes the update: a code object each (see
-    fused.compile_variant)."""
+    recomputed from the kept levels, "binary": from the kept alpha and the state's marks,
+    "stored") and whether it writes the update: a code object each (see fused.compile_variant)."""
     return compile_variant(_layer, kind, store)
 
 

@@ -305,6 +305,99 @@ def test_compiled_meter_reads_binary_levels_changes_off_its_state(monkeypatch) -
     _assert_summaries_close(want, decayed[0].epoch_summary())
 
 
+@pytest.mark.slow
+def test_binary_marks_are_read_only_while_every_change_went_to_a_current_level(monkeypatch) -> None:
+    """The marks tell the last step's changes only if every earlier change went to the level a
+    weight holds (then every later change is an event): levels that do not continue, non-binary
+    levels before, an eager step or a state of unknown history end the chain; a checkpoint
+    carries it. Each case must give the numbers of the path that reads the old levels."""
+    _compiled_meter_tests_can_run()
+    from benchmark.quant import zigzag
+
+    kinds = []
+    layer_fn = zigzag._layer_fn
+    monkeypatch.setattr(zigzag, "_layer_fn", lambda kind, store: kinds.append(kind) or
+                        layer_fn(kind, store))
+
+    def t(*values, dtype=torch.float32):
+        return [torch.tensor(values, dtype=dtype)]
+
+    def run(meter, steps, binary):
+        for a, b, a_new, b_new in steps:
+            meter.update(a, b, a_new, b_new, [1], b_new[0], levels_kept=True,
+                         levels_binary=binary)
+        return meter.pop_trace()
+
+    def chain(levels, alphas, dtype=torch.float32):
+        """Steps through the given levels (tensors), each continuing the last."""
+        a = [[torch.tensor(x, dtype=dtype)] for x in alphas]
+        return [(a[i], levels[i], a[i + 1], levels[i + 1]) for i in range(len(levels) - 1)]
+
+    # step 2's levels before are a fresh tensor with other values than step 1's levels after
+    levels = [t(-1.0, 1.0, 1.0, -1.0), t(1.0, 1.0, -1.0, -1.0), t(1.0, 1.0, 1.0, -1.0),
+              t(-1.0, 1.0, 1.0, -1.0), t(1.0, 1.0, 1.0, 1.0)]
+    broken = chain(levels, [0.5, 0.5, 0.4, 0.5, 0.3])
+    broken[1] = (broken[1][0], t(-1.0, 1.0, 1.0, -1.0), broken[1][2], broken[1][3])
+    want = run(ZigZagMeter(compile=True), broken, False)
+    kinds.clear()
+    got = run(ZigZagMeter(compile=True), broken, True)
+    for key in ("cosine", "flip_rate", "osc_rate"):
+        np.testing.assert_array_equal(got[key], want[key])
+    assert kinds == ["first", "stored", "kept", "kept"]  # the chain ended at the break
+    # ternary levels, then +-1 ones in the same meter
+    ternary = _random_steps(4, shapes=((16, 12),), levels=1)
+    binary = _binary_steps(6, shapes=((16, 12),))
+    link = (ternary[-1][2], ternary[-1][3], binary[0][0], binary[0][1])
+    seq = [*ternary, link, *binary]
+    metered = []
+    for promise in (False, True):
+        meter = ZigZagMeter(compile=True)
+        for i, (a, b, a_new, b_new) in enumerate(seq):
+            meter.update(a, b, a_new, b_new, [1], b_new[0], levels_kept=True,
+                         levels_binary=promise and i >= len(ternary))
+        metered.append(meter.epoch_summary())
+    assert metered[1] == metered[0]
+    # an eager step ends the chain too; a checkpoint keeps it
+    steps = _binary_steps(8)
+
+    def run2(meter, steps):
+        for a, b, a_new, b_new in steps:
+            meter.update(a, b, a_new, b_new, [1, 1], b_new[0], levels_kept=True,
+                         levels_binary=True)
+    switched = ZigZagMeter(compile=True)
+    run2(switched, steps[:3])
+    switched.compile = False
+    run2(switched, steps[3:4])
+    switched.compile = True
+    kinds.clear()
+    run2(switched, steps[4:])
+    assert "binary" not in kinds
+    half = ZigZagMeter(compile=True)
+    run2(half, steps[:4])
+    resumed = ZigZagMeter(compile=True)
+    resumed.load_state_dict(half.state_dict())
+    kinds.clear()
+    run2(resumed, steps[4:])
+    assert kinds[:2] == ["stored", "stored"] and set(kinds[2:]) == {"binary"}
+    # bfloat16 levels: the same numbers as the path that reads the old levels
+    source = _binary_steps(6, shapes=((16, 12),))
+    bf = chain([source[0][1][0].bfloat16()] + [[x.bfloat16() for x in s[3]][0] for s in source],
+               [float(source[0][0][0])] + [float(s[2][0]) for s in source], torch.bfloat16)
+    bf = [(a, [b], a_new, [b_new]) for a, b, a_new, b_new in bf]
+    traces = [run(ZigZagMeter(compile=True), bf, promise) for promise in (False, True)]
+    for key in ("cosine", "flip_rate", "osc_rate"):
+        np.testing.assert_array_equal(traces[1][key], traces[0][key])
+
+
+def test_compiled_meter_refuses_float16_levels() -> None:
+    """float16 cannot hold the packed state's 2^-100 floor: the compiled meter says so."""
+    _compiled_meter_tests_can_run()
+    b = [torch.ones(4, dtype=torch.float16)]
+    a = [torch.tensor(0.5, dtype=torch.float16)]
+    with pytest.raises(UserError, match="float16"):
+        ZigZagMeter(compile=True).update(a, b, a, b, [1])
+
+
 def test_packed_state_round_trip() -> None:
     from benchmark.quant.zigzag import _pack, _unpack_freq
 
@@ -367,7 +460,7 @@ def test_compiled_optimizer_keeps_the_levels_the_meter_reads(
         for _ in range(6):
             opt.step(closure)
         assert (opt.zigzag._kept is not None) == kept
-        assert opt.zigzag._binary_last == (kept and scheme == "lab")  # +-1 levels: marks read
+        assert opt.zigzag._binary_chain == (kept and scheme == "lab")  # +-1 levels: marks read
         if kept:
             bufs = opt._scratch[id(opt.quantized_params()[0])]
             assert len({id(bufs[f"levels{i}"]) for i in range(3)}) == 3
