@@ -402,12 +402,12 @@ class LossAwareAdam(torch.optim.Optimizer):
         if self.zigzag is None or old is None:
             return
         params = self.quantized_params()
+        kept = self._levels_kept()
         self.zigzag.update(
             [a for a, _ in old], [b for _, b in old],
             [self.state[p]["alpha"] for p in params], [self.state[p]["b"] for p in params],
             [self._level_steps] * len(params), self.state[params[0]]["w"],
-            levels_kept=self._levels_kept(),
-            levels_binary=self._levels_kept() and self._scheme.name in fused.BINARY,
+            levels_kept=kept, levels_binary=kept and self._scheme.name in fused.BINARY,
         )
 
     def _levels_kept(self) -> bool:
