@@ -54,13 +54,15 @@ def available(device: torch.device | str = "cpu") -> str | None:
     return None
 
 
-def compile_variant(fn: Callable, *variant: object) -> Callable:
+def compile_variant(fn: Callable, *variant: object,
+                    options: dict[str, object] | None = None) -> Callable:
     """``torch.compile(fn)`` for one variant of a function made by a factory: under a code object
     of its own, since dynamo counts its recompilations (at most 8) per code object, and the
-    variants (scheme, level count, ...) would otherwise share one."""
+    variants (scheme, level count, ...) would otherwise share one. ``options``: inductor
+    settings for this function alone."""
     code = fn.__code__.replace(co_name="_".join(map(str, (fn.__name__, *variant))))
     fresh = types.FunctionType(code, fn.__globals__, code.co_name, fn.__defaults__, fn.__closure__)
-    return torch.compile(fresh, fullgraph=True)
+    return torch.compile(fresh, fullgraph=True, options=options)
 
 
 def flat(*tensors: Tensor | None) -> tuple[Tensor | None, ...]:
