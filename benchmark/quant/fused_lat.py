@@ -302,7 +302,7 @@ def _window_best(cand: Tensor, dcand: Tensor, above1: float, above0: float,
     int_type = _FLOAT_LAYOUT[cand.dtype][0]
     keys, order = torch.sort(torch.neg(cand.view(int_type)))
     v = keys.neg_().view(cand.dtype)
-    dv = dcand[order]
+    dv = torch.index_select(dcand, 0, order)
     count = v.numel()
     s1 = torch.empty(count + 1, dtype=f64)
     s0 = torch.empty(count + 1, dtype=f64)
@@ -325,9 +325,9 @@ def _candidates(mask: Tensor, n: int) -> Tensor:
     bytes at a time (most words are zero)."""
     words = mask.view(torch.int64)
     hot = torch.nonzero(words).flatten()
-    block = mask.view(-1, 8)[hot]
+    block = torch.index_select(mask.view(-1, 8), 0, hot)
     pos = (hot.unsqueeze(1) * 8 + torch.arange(8)).flatten()
-    return pos[block.flatten().bool()]
+    return torch.masked_select(pos, block.flatten().bool())
 
 
 def solve(win: Window, sums: list[float], a: Tensor, mask: Tensor,
@@ -344,7 +344,7 @@ def solve(win: Window, sums: list[float], a: Tensor, mask: Tensor,
     total1 = sum(x for x, _ in c)
     total0 = sum(y for _, y in c)
     idx = _candidates(mask, a.numel())
-    cand = a[idx].abs()
+    cand = torch.index_select(a, 0, idx).abs_()  # index_select: 4x faster than a[idx] here
     dcand = cand_d(idx)
     w1, w0 = float(torch.dot(cand.double(), dcand.double())), float(dcand.double().sum())
     r1, r0 = total1 + w1, total0 + w0
@@ -468,7 +468,8 @@ def laq_step(win: Window, g: Tensor, m: Tensor, v: Tensor, w: Tensor, d: Tensor,
     mask = win.mask(w)
     sums = step_fn()(g, m, v, w, win.edge_tensor(w), mask[: w.numel()], beta1, beta2, step,
                      eps_c).tolist()
-    found = solve(win, sums, w, mask, lambda idx: torch.sqrt(v[idx]).add_(eps_c))
+    found = solve(win, sums, w, mask,
+                  lambda idx: torch.index_select(v, 0, idx).sqrt_().add_(eps_c))
     if found is None:
         torch.sqrt(v, out=d).add_(eps_c)
         return _fallback(win, w, d, b_out, p)
@@ -523,7 +524,7 @@ def quantize(win: Window, w: Tensor, d: Tensor, b_out: Tensor, p: Tensor) -> Ten
         w, d, b_out, p = (t.view(-1) for t in (w, d, b_out, p))
         mask = win.mask(w)
         sums = sums_fn()(w, d, win.edge_tensor(w), mask[: w.numel()]).tolist()
-    found = solve(win, sums, w, mask, lambda idx: d[idx])
+    found = solve(win, sums, w, mask, lambda idx: torch.index_select(d, 0, idx))
     if found is None:
         return _fallback(win, w, d, b_out, p)
     win.record(found[1], hit=True)
