@@ -84,10 +84,10 @@ def test_windowed_solve_is_the_optimum_or_a_miss(dtype):
 
 
 def test_a_layer_whose_score_is_flat_far_above_the_threshold_is_proved():
-    """Gaussian weights with log-normal curvature, as a layer of the MNIST MLP after a few
-    epochs of training: the best cut's score falls off slowly above the threshold, so the bins
-    between the window and half the largest |w| must be narrow enough for their bounds to stay
-    below the best (with three edges above, 4 of these 12 windows were proved)."""
+    """Gaussian weights with log-normal curvature: the best cut's score falls off slowly above
+    the threshold, so the bins between the window and half the largest |w| must be narrow
+    enough for their bounds to stay below the best (with three edges above, 4 of these 12
+    windows were proved; a layer saved from a real MNIST run behaved alike, docs/choices.md)."""
     g = torch.Generator().manual_seed(0)
     n = 1 << 18
     w = torch.randn(n, generator=g) * 0.04
