@@ -5,13 +5,15 @@ from step to step the optimal threshold moves little (about 0.5% here). Per laye
 keeps a prediction ``c`` of the next threshold (the last one, extrapolated by its last move) and
 a relative half-width ``delta``; one step is then
 
-1. one compiled pass (fused with the Adam update in the LAQ step): per-bin sums of d|w| and d
-   over a few fixed bins of |w| around ``c`` (edges ``c (1 - delta g^k)`` below,
-   ``c (1 + delta g^k)`` above, plus everything below and everything above; separate masked
-   reductions, which inductor fuses into one loop), the largest |w|, and a byte mask of the
-   values inside the window ``[c (1 - delta), c (1 + delta))``;
-2. on the host: the window's candidates (a few thousand; gathered from the mask eight bytes at a
-   time), sorted, and the best cut among them, with the sums of the bins above added: exactly
+1. per-bin sums of d|w| and d over a few fixed bins of |w| around ``c`` (edges
+   ``c (1 - delta g^k)`` below, ``c (1 + delta g^k)`` above, plus everything below and
+   everything above), the largest |w| and d, and the values inside the window
+   ``[c (1 - delta), c (1 + delta))``: on float32 weights by ``lat_bins.c`` (``native``) in one
+   read of w and D after the compiled update, which also hands back the window's values and
+   their D; else in the update's compiled pass (separate masked float64 reductions, which
+   inductor fuses into one loop, three times the update's time), with a byte mask of the window;
+2. on the host: the window's candidates (a few thousand; from the mask, gathered eight bytes at
+   a time), sorted, and the best cut among them, with the sums of the bins above added: exactly
    the sorted-prefix method restricted to cuts inside the window;
 3. a proof that no cut outside the window scores higher: for a cut inside an outer bin, the
    score S1^2 / S0 is a convex function of the part of the bin taken, and that part lies in a
@@ -28,8 +30,9 @@ a relative half-width ``delta``; one step is then
 When the proof fails (the threshold jumped, the first step, a near-tie with a distant cut), the
 step falls back to the eager exact method (``quantizers._prune`` over the whole tensor) and the
 window is recentred and widened; the width then adapts to the observed moves. The proof allows
-for the rounding of the bin sums (``_error``: every bin is summed in float64, and the bound holds
-for any order of summation), so a rounding error costs a fallback, never a wrong cut. The result is
+for the rounding of the bin sums (``_error``: inductor sums every bin in float64, and the bound
+holds for any order of summation; ``_native_error``: ``lat_bins.c`` adds 64 terms per lane in
+float32, then in double), so a rounding error costs a fallback, never a wrong cut. The result is
 the exact optimum, the eager path's up to the summation order (alpha within float rounding; a
 cut between two near-equal scores may be the neighbouring one).
 
@@ -46,7 +49,7 @@ from collections.abc import Callable
 import torch
 from torch import Tensor
 
-from benchmark.quant import fused
+from benchmark.quant import fused, native
 from benchmark.quant.quantizers import _FLOAT_LAYOUT, Workspace, _best_prefix, _prune
 
 _BELOW = 2  # outer edges below the window
@@ -65,6 +68,17 @@ def _error(n: int) -> float:
     more for the few sums of sums on the host): it holds for any kernel the compiler writes, so
     the proof does not rest on its loop order."""
     return 1.01 * (n + 64) * 2.0**-53
+
+
+def _native_error(n: int, chunk: int, lanes: int) -> float:
+    """The same bound for ``lat_bins.c``'s sums: each lane adds chunk / lanes terms in float32
+    (one unit of float32 per addition), the lanes and chunks then go to double."""
+    return 1.01 * ((chunk // lanes - 1) * 2.0**-24 + (lanes + n // chunk + 64) * 2.0**-53)
+
+
+def _native():
+    """``lat_bins.c`` built for this module's bin layout, or None (``native.lat_bins``)."""
+    return native.lat_bins(_EDGES, _BELOW)[0]
 
 
 # --- the compiled passes ---------------------------------------------------------------------
@@ -181,9 +195,13 @@ class Window:
         self.skip = 0  # solves left that go straight to the eager method (after a streak)
         self.skipped = False  # a fused BLAQ stage skipped: its quantize does too
         self._mask: Tensor | None = None
+        self._cand: tuple[Tensor, Tensor] | None = None  # lat_bins.c's window values and d
+        self._sums: Tensor | None = None
         self._scalars: dict[tuple, Tensor] = {}
-        # the sums a fused BLAQ stage computed for the next quantize: (w, its version, sums)
-        self.pending: tuple[Tensor, int, list[float]] | None = None
+        # what a fused BLAQ stage computed for the next quantize: (w, its version, the sums,
+        # the window's values and their d or None (then the mask holds them), the error bound)
+        self.pending: tuple[Tensor, int, list[float], tuple[Tensor, Tensor] | None,
+                            float] | None = None
 
     # what a checkpoint keeps: the prediction and its history (a resumed run then tries the
     # same windows, so it sums in the same order as the uninterrupted run)
@@ -203,6 +221,27 @@ class Window:
         if self._mask is None or self._mask.numel() != size:
             self._mask = torch.zeros(size, dtype=torch.uint8, device=w.device)
         return self._mask
+
+    def bins(self, lib, w: Tensor, d: Tensor) -> tuple[list[float], tuple[Tensor, Tensor], float]:
+        """``lat_bins.c`` over the flat float32 w and d at this window's edges: the bin sums,
+        the window's values and their d (views of kept buffers), and the sums' error bound."""
+        n = w.numel()
+        edges = self.edge_tensor(w)
+        if self._sums is None:
+            self._sums = torch.empty(2 * _EDGES + 2, dtype=torch.float64)
+        if self._cand is None or self._cand[0].numel() > n:
+            size = max(min(n, 4096), n // 64)  # a window holds about 0.5% of the values
+            self._cand = (torch.empty(size), torch.empty(size))
+        while True:
+            cand, dcand = self._cand
+            count = lib.lat_bins(w.data_ptr(), d.data_ptr(), n, edges.data_ptr(),
+                                 self._sums.data_ptr(), cand.data_ptr(), dcand.data_ptr(),
+                                 cand.numel())
+            if count <= cand.numel():
+                break
+            self._cand = (torch.empty(2 * count), torch.empty(2 * count))  # and sum again
+        error = _native_error(n, lib.lat_bins_chunk(), lib.lat_bins_lanes())
+        return self._sums.tolist(), (cand[:count], dcand[:count]), error
 
     def scalar(self, name: str, value: float, like: Tensor) -> Tensor:
         key = (name, like.dtype, like.device)
@@ -336,6 +375,15 @@ def solve(win: Window, sums: list[float], a: Tensor, mask: Tensor,
     ``a`` the flat |w| (or w: only magnitudes are read), ``cand_d(idx)`` the curvature at the
     candidates. Returns (alpha, threshold), or None when the window's best is not proved optimal
     (the caller falls back and the window is widened)."""
+    idx = _candidates(mask, a.numel())
+    cand = torch.index_select(a, 0, idx).abs_()  # index_select: 4x faster than a[idx] here
+    return solve_window(win, sums, cand, cand_d(idx), _error(a.numel()))
+
+
+def solve_window(win: Window, sums: list[float], cand: Tensor, dcand: Tensor,
+                 g: float) -> tuple[float, float] | None:
+    """``solve`` from the window's values ``cand`` (magnitudes) and their curvature ``dcand``,
+    ``g`` the relative error bound of the bin sums."""
     edges = win.edges_used
     amax, dmax = sums[-2], sums[-1]
     win.amax = amax
@@ -343,9 +391,6 @@ def solve(win: Window, sums: list[float], a: Tensor, mask: Tensor,
     below, above = c[: _BELOW + 1], c[_BELOW + 1:]  # bottom to top
     total1 = sum(x for x, _ in c)
     total0 = sum(y for _, y in c)
-    idx = _candidates(mask, a.numel())
-    cand = torch.index_select(a, 0, idx).abs_()  # index_select: 4x faster than a[idx] here
-    dcand = cand_d(idx)
     w1, w0 = float(torch.dot(cand.double(), dcand.double())), float(dcand.double().sum())
     r1, r0 = total1 + w1, total0 + w0
     if not (r1 > 0 and r0 > 0):
@@ -356,7 +401,6 @@ def solve(win: Window, sums: list[float], a: Tensor, mask: Tensor,
     if best <= 0:
         return None
     alpha_b = (s1b / r1) / (s0b / r0)  # in units r1 / r0
-    g = _error(a.numel())
     err = [(g * x / r1, g * y / r0) for x, y in c]
     window_err = (g * w1 / r1, g * w0 / r0)  # the window's own sums (its dot and cumsums)
 
@@ -451,6 +495,13 @@ def _finish(win: Window, w: Tensor, alpha: float, threshold: float, b_out: Tenso
     return alpha_t
 
 
+def _native_for(w: Tensor, d: Tensor):
+    """``lat_bins.c`` where it applies: float32 w and d (flat, contiguous, on the CPU)."""
+    if w.dtype != torch.float32 or d.dtype != torch.float32:
+        return None
+    return _native()
+
+
 def usable(*tensors: Tensor) -> bool:
     """Whether the windowed path applies: CPU tensors with flat views."""
     return all(t.device.type == "cpu" and t.is_contiguous() for t in tensors)
@@ -465,6 +516,15 @@ def laq_step(win: Window, g: Tensor, m: Tensor, v: Tensor, w: Tensor, d: Tensor,
     if not win.attempt():
         fused.update_fn()(g, m, v, w, d, beta1, beta2, step, eps_c)
         return _fallback(win, w, d, b_out, p, tried=False)
+    lib = _native_for(w, d)
+    if lib is not None:  # the update's pass, then lat_bins.c's (reading w and D)
+        fused.update_fn()(g, m, v, w, d, beta1, beta2, step, eps_c)
+        sums, (cand, dcand), error = win.bins(lib, w, d)
+        found = solve_window(win, sums, cand, dcand, error)
+        if found is None:
+            return _fallback(win, w, d, b_out, p)
+        win.record(found[1], hit=True)
+        return _finish(win, w, *found, b_out, p)
     mask = win.mask(w)
     sums = step_fn()(g, m, v, w, win.edge_tensor(w), mask[: w.numel()], beta1, beta2, step,
                      eps_c).tolist()
@@ -487,9 +547,14 @@ def trial(win: Window, g: Tensor, m: Tensor, v: Tensor, w: Tensor, d: Tensor, tr
         win.skipped = win.center is not None
         return
     flat_trial = args[5]
+    lib = _native_for(flat_trial, args[4])
+    if lib is not None:
+        fused.trial_fn()(*args, beta1, beta2, step, eps_c)
+        win.pending = (trial, trial._version, *win.bins(lib, flat_trial, args[4]))
+        return
     sums = trial_sums_fn()(*args, win.edge_tensor(flat_trial), win.mask(flat_trial)[: w.numel()],
                            beta1, beta2, step, eps_c)
-    win.pending = (trial, trial._version, sums.tolist())
+    win.pending = (trial, trial._version, sums.tolist(), None, _error(w.numel()))
 
 
 def backtrack(win: Window, blended: bool, m: Tensor, v: Tensor, g: Tensor, d: Tensor, w: Tensor,
@@ -502,9 +567,14 @@ def backtrack(win: Window, blended: bool, m: Tensor, v: Tensor, g: Tensor, d: Te
         win.skipped = win.center is not None
         return
     flat_w = args[4]
+    lib = _native_for(flat_w, args[3])
+    if lib is not None:
+        fused.backtrack_fn(blended)(*args, *scalars)
+        win.pending = (w, w._version, *win.bins(lib, flat_w, args[3]))
+        return
     sums = backtrack_sums_fn(blended)(*args, *scalars, win.edge_tensor(flat_w),
                                       win.mask(flat_w)[: w.numel()])
-    win.pending = (w, w._version, sums.tolist())
+    win.pending = (w, w._version, sums.tolist(), None, _error(w.numel()))
 
 
 def quantize(win: Window, w: Tensor, d: Tensor, b_out: Tensor, p: Tensor) -> Tensor:
@@ -516,15 +586,18 @@ def quantize(win: Window, w: Tensor, d: Tensor, b_out: Tensor, p: Tensor) -> Ten
     fresh = pending is not None and pending[0] is w and pending[1] == w._version
     if skipped or (not fresh and not win.attempt()):
         return _fallback(win, *(t.view(-1) for t in (w, d, b_out, p)), tried=False)
+    w, d, b_out, p = (t.view(-1) for t in (w, d, b_out, p))
     if fresh:
-        sums = pending[2]
-        w, d, b_out, p = (t.view(-1) for t in (w, d, b_out, p))
-        mask = win.mask(w)
+        _, _, sums, cand, error = pending
+    elif (lib := _native_for(w, d)) is not None:
+        sums, cand, error = win.bins(lib, w, d)
     else:
-        w, d, b_out, p = (t.view(-1) for t in (w, d, b_out, p))
-        mask = win.mask(w)
-        sums = sums_fn()(w, d, win.edge_tensor(w), mask[: w.numel()]).tolist()
-    found = solve(win, sums, w, mask, lambda idx: torch.index_select(d, 0, idx))
+        sums = sums_fn()(w, d, win.edge_tensor(w), win.mask(w)[: w.numel()]).tolist()
+        cand, error = None, _error(w.numel())
+    if cand is None:  # the window's values from the mask the compiled pass wrote
+        idx = _candidates(win.mask(w), w.numel())
+        cand = (torch.index_select(w, 0, idx).abs_(), torch.index_select(d, 0, idx))
+    found = solve_window(win, sums, *cand, error)
     if found is None:
         return _fallback(win, w, d, b_out, p)
     win.record(found[1], hit=True)

@@ -215,6 +215,22 @@ def _lat_runs(make, warm: int, shift: float | None = None):
     return runs[0], runs[1], windows, hits, misses
 
 
+@pytest.fixture(params=["native", "inductor"])
+def lat_sums(request, monkeypatch):
+    """LAT exact's bin sums by ``lat_bins.c`` (where it builds, the default) or by inductor."""
+    from benchmark.quant import fused_lat, native
+
+    if request.param == "inductor":
+        monkeypatch.setattr(fused_lat, "_native", lambda: None)
+    elif fused_lat._native() is None:
+        reason = native.lat_bins(fused_lat._EDGES, fused_lat._BELOW)[1]
+        if native._compiler() is None:
+            pytest.skip(reason)
+        pytest.fail(reason)
+    return request.param
+
+
+@pytest.mark.usefixtures("lat_sums")
 def test_lat_exact_windowed_steps_match_eager():
     eager, compiled, windows, hits, _ = _lat_runs(
         lambda m, c: LossAwareAdam(m, "lat-exact", bits=2, lr=1e-3, compile=c), warm=5)
@@ -222,6 +238,7 @@ def test_lat_exact_windowed_steps_match_eager():
     assert windows[0].hits > hits[0]  # the compared step took the window on the big layer
 
 
+@pytest.mark.usefixtures("lat_sums")
 def test_lat_exact_window_miss_falls_back_to_the_exact_method():
     eager, compiled, windows, _, misses = _lat_runs(
         lambda m, c: LossAwareAdam(m, "lat-exact", bits=2, lr=1e-3, compile=c), warm=4, shift=3.0)
@@ -229,6 +246,7 @@ def test_lat_exact_window_miss_falls_back_to_the_exact_method():
     assert all(win.misses > n for win, n in zip(windows, misses, strict=True))
 
 
+@pytest.mark.usefixtures("lat_sums")
 def test_blaq_lat_exact_windowed_matches_eager():
     """The trial point and the backtrack solve in the window. (At this learning rate the compiled
     backtrack update itself, whatever the scheme, lab included, puts a few weights 1e-5 relative
@@ -260,6 +278,7 @@ def test_lat_exact_sync_free_keeps_the_eager_quantizer():
     assert not opt._lat_windows
 
 
+@pytest.mark.usefixtures("lat_sums")
 @pytest.mark.parametrize("cls", [LossAwareAdam, BLAQ])
 def test_a_resumed_compiled_lat_exact_run_equals_the_uninterrupted_one(cls) -> None:
     """The LAT exact windows (where the next threshold is looked for) travel in the checkpoint:

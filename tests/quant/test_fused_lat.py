@@ -1,7 +1,8 @@
 """The windowed LAT exact solver of the compiled path (``benchmark.quant.fused_lat``) against the
 sorted-prefix optimum: whenever it claims a result, it is the optimum (up to float rounding);
 otherwise it reports a miss. The bin sums are computed here by the kernel's own function, run
-eagerly (no compilation: these tests are fast)."""
+eagerly (no compilation: these tests are fast), or by ``lat_bins.c``, the kernel the compiled
+path uses on float32 weights."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import pytest
 import torch
 
 from benchmark.quant import fused_lat as L
+from benchmark.quant import native
 from benchmark.quant import quantizers as Q
 
 
@@ -30,14 +32,28 @@ def optimum(w: torch.Tensor, d: torch.Tensor) -> float:
     return float((dd * a * a).sum() - max(gain.max(), 0.0))
 
 
+def native_lib():
+    """``lat_bins.c`` built here (skips where there is no C compiler at all)."""
+    lib, reason = native.lat_bins(L._EDGES, L._BELOW)
+    if lib is None and native._compiler() is None:
+        pytest.skip(reason)
+    assert lib is not None, reason
+    return lib
+
+
 def windowed(w: torch.Tensor, d: torch.Tensor, center: float, delta: float,
-             amax: float | None = None, mean: float | None = None):
-    """(alpha, b) from the windowed solve, or None for a miss."""
+             amax: float | None = None, mean: float | None = None, backend: str = "mask"):
+    """(alpha, b) from the windowed solve, or None for a miss. ``backend``: the bin sums of the
+    compiled kernel's own function run eagerly (``mask``), or ``lat_bins.c`` (``native``)."""
     win = L.Window()
     win.center, win.delta, win.amax, win.mean = center, delta, amax, mean
-    mask = win.mask(w)
-    sums = L._bin_sums(w.abs(), d, win.edge_tensor(w), mask[: w.numel()]).tolist()
-    found = L.solve(win, sums, w, mask, lambda idx: d[idx])
+    if backend == "native":
+        sums, (cand, dcand), error = win.bins(native_lib(), w, d)
+        found = L.solve_window(win, sums, cand, dcand, error)
+    else:
+        mask = win.mask(w)
+        sums = L._bin_sums(w.abs(), d, win.edge_tensor(w), mask[: w.numel()]).tolist()
+        found = L.solve(win, sums, w, mask, lambda idx: d[idx])
     if found is None:
         return None
     alpha, threshold = found
@@ -60,8 +76,10 @@ def check(w, d, found, rel=1e-9):
     return True
 
 
-@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
-def test_windowed_solve_is_the_optimum_or_a_miss(dtype):
+@pytest.mark.parametrize(("dtype", "backend"), [(torch.float64, "mask"),
+                                              (torch.float32, "mask"),
+                                              (torch.float32, "native")])
+def test_windowed_solve_is_the_optimum_or_a_miss(dtype, backend):
     """Random problems, windows centred near and far from the optimal threshold: every claimed
     result is optimal, and a window around the optimum is proved (the fast path is taken)."""
     g = torch.Generator().manual_seed(3)
@@ -78,12 +96,13 @@ def test_windowed_solve_is_the_optimum_or_a_miss(dtype):
         amax, mean = float(w.abs().max()), float((w.abs() * d).sum() / d.sum())
         for off, delta in ((0.0, 0.01), (0.002, 0.01), (-0.004, 0.02), (0.3, 0.01), (-0.5, 0.05),
                            (2.0, 0.01)):
-            proved += check(w, d, windowed(w, d, t * (1 + off), delta, amax, mean),
+            proved += check(w, d, windowed(w, d, t * (1 + off), delta, amax, mean, backend),
                             1e-9 if dtype == torch.float64 else 1e-6)
     assert proved >= 40  # the windows around the optimum
 
 
-def test_a_layer_whose_score_is_flat_far_above_the_threshold_is_proved():
+@pytest.mark.parametrize("backend", ["mask", "native"])
+def test_a_layer_whose_score_is_flat_far_above_the_threshold_is_proved(backend):
     """Gaussian weights with log-normal curvature: the best cut's score falls off slowly above
     the threshold, so the bins between the window and half the largest |w| must be narrow
     enough for their bounds to stay below the best (with three edges above, 4 of these 12
@@ -94,7 +113,7 @@ def test_a_layer_whose_score_is_flat_far_above_the_threshold_is_proved():
     d = torch.exp(torch.randn(n, generator=g)) * 1e-4
     t = threshold_of(w, d)
     amax = 0.99 * float(w.abs().max())  # the last step's largest |w|, a little lower
-    proved = sum(check(w, d, windowed(w, d, t * (1 + off), delta, amax), 1e-6)
+    proved = sum(check(w, d, windowed(w, d, t * (1 + off), delta, amax, backend=backend), 1e-6)
                  for off in (0.0, 0.001, -0.002, 0.003) for delta in (0.007, 0.01, 0.02))
     assert proved >= 10
 
@@ -147,6 +166,70 @@ def test_ties_zeros_and_degenerate_inputs():
     t7 = threshold_of(w7, d7)
     found = windowed(w7, d7, t7, 0.05, float(w7.abs().max()))
     assert found is None or check(w7, d7, found)
+
+
+@pytest.mark.parametrize("n", [1, 7, 8, 9, 511, 512, 513, 5000, 100_003])
+def test_native_bin_sums_are_within_their_bound_and_the_window_values_exact(n):
+    """``lat_bins.c`` against float64 sums of the same float32 terms: every bin within the
+    bound the proof allows for, the maxima exact, and the window's values and their d exactly
+    those of the mask path, in index order (sizes around its vector and chunk lengths)."""
+    g = torch.Generator().manual_seed(n)
+    w = torch.randn(n, generator=g) * 0.02
+    d = torch.exp(torch.randn(n, generator=g))  # curvature over orders of magnitude
+    d[:: 7] = 0.0
+    win = L.Window()
+    win.center, win.delta = max(float(w.abs().median()), 1e-3), 0.05
+    sums, (cand, dcand), error = win.bins(native_lib(), w, d)
+    edges = torch.tensor(win.edges_used)  # float32, as the kernel compared
+    a = w.abs()
+    k = (a.unsqueeze(1) >= edges).sum(1)  # the bin of every value
+    ref = []
+    for j in range(L._EDGES + 1):
+        if j == L._BELOW + 1:
+            continue
+        sel = k == j
+        ref += [float((d * a)[sel].double().sum()), float(d[sel].double().sum())]
+    ref += [float(a.max()), float(d.max())]
+    assert len(sums) == len(ref)
+    for got, want in zip(sums[:-2], ref[:-2], strict=True):
+        assert abs(got - want) <= error * want + 1e-300, (got, want)
+    assert sums[-2:] == ref[-2:]
+    inside = k == L._BELOW + 1
+    assert torch.equal(cand, a[inside]) and torch.equal(dcand, d[inside])
+    assert error < 1e-5  # tight enough for the proofs (3e-5 lost none in a real run)
+
+
+def test_native_window_values_beyond_the_buffer_are_summed_again():
+    """A window holding more values than the kept buffer: the buffer grows and the pass runs
+    again, so no value is lost."""
+    g = torch.Generator().manual_seed(2)
+    w = torch.randn(20_000, generator=g)
+    d = torch.rand(20_000, generator=g) + 0.1
+    win = L.Window()
+    win.center, win.delta = 0.7, L._MAX_DELTA
+    win._cand = (torch.empty(3), torch.empty(3))
+    _, (cand, dcand), _ = win.bins(native_lib(), w, d)
+    lo, hi = win.edges_used[L._BELOW], win.edges_used[L._BELOW + 1]
+    inside = (w.abs() >= lo) & (w.abs() < hi)
+    assert cand.numel() == int(inside.sum()) > 3
+    assert torch.equal(cand, w.abs()[inside]) and torch.equal(dcand, d[inside])
+
+
+def test_native_build_reports_why_it_cannot(monkeypatch, tmp_path):
+    """No usable compiler, or BLAQ_NATIVE=0: no library and a reason (fused_lat then sums with
+    inductor), never an exception."""
+    monkeypatch.setenv("BLAQ_NATIVE_CACHE", str(tmp_path))
+    native.lat_bins.cache_clear()
+    try:
+        monkeypatch.setenv("CC", "false")  # a "compiler" that fails
+        lib, reason = native.lat_bins(L._EDGES, L._BELOW)
+        assert lib is None and "could not build" in reason
+        assert not list(tmp_path.iterdir())  # nothing half-written left behind
+        native.lat_bins.cache_clear()
+        monkeypatch.setenv("BLAQ_NATIVE", "0")
+        assert native.lat_bins(L._EDGES, L._BELOW) == (None, "BLAQ_NATIVE=0")
+    finally:
+        native.lat_bins.cache_clear()
 
 
 def test_window_recentres_and_adapts():

@@ -1,0 +1,107 @@
+"""The one hand-written kernel of the method library: LAT exact's bin sums (``lat_bins.c``).
+
+Inductor writes the compiled path's other kernels. For LAT exact's 16 bin sums it vectorises
+each as its own float64 accumulation, and the pass took three times the Adam update it is fused
+with. ``lat_bins.c`` accumulates them in float32 over short runs of values (a rounding bound
+the proof allows for), adds the runs in double, and hands back the window's values and their d
+with the sums: one read of w and d. It is built on first use with the system's C compiler
+(``$CC``, else ``cc``, ``gcc`` or ``clang``) into a cache directory, keyed by its source and
+flags (``$BLAQ_NATIVE_CACHE``, default ``~/.cache/blaq-benchmark``); where no compiler works,
+``fused_lat`` sums with inductor instead (``BLAQ_NATIVE=0`` forces that).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import functools
+import hashlib
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+_SOURCE = Path(__file__).with_name("lat_bins.c")
+_FLAGS = ("-O3", "-std=c11", "-shared", "-fPIC", "-fno-fast-math")
+_NATIVE = ("-march=native",)  # the vector width of this CPU (else the compiler's default)
+
+
+def _machine() -> bytes:
+    """What the build depends on besides its source and flags: the CPU's features (a cache
+    directory shared by machines with other CPUs keeps one build per CPU)."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith(("flags", "Features")):
+                return line.encode()
+    except OSError:
+        pass
+    return f"{platform.machine()} {platform.processor()}".encode()
+
+
+def _compiler() -> str | None:
+    for name in (os.environ.get("CC"), "cc", "gcc", "clang"):
+        if name and shutil.which(name):
+            return name
+    return None
+
+
+def _cache_dir() -> Path:
+    root = os.environ.get("BLAQ_NATIVE_CACHE")
+    return Path(root) if root else Path.home() / ".cache" / "blaq-benchmark"
+
+
+@functools.cache
+def lat_bins(edges: int, below: int) -> tuple[ctypes.CDLL | None, str | None]:
+    """(the library, None), or (None, why not) where it cannot be built or loaded here."""
+    if os.environ.get("BLAQ_NATIVE", "1") == "0":
+        return None, "BLAQ_NATIVE=0"
+    cc = _compiler()
+    if cc is None:
+        return None, "no C compiler (set CC)"
+    flags = (*_FLAGS, f"-DLAT_EDGES={edges}", f"-DLAT_BELOW={below}")
+    source = _SOURCE.read_bytes()
+    key = hashlib.sha256(b"\0".join([source, cc.encode(), *map(str.encode, flags),
+                                     sys.platform.encode(), _machine()])).hexdigest()[:20]
+    target = _cache_dir() / f"lat_bins-{key}.so"
+    if not target.exists():
+        reason = _build(cc, flags, target)
+        if reason is not None:
+            return None, reason
+    try:
+        lib = ctypes.CDLL(str(target))
+    except OSError as exc:
+        return None, f"could not load {target}: {exc}"
+    if lib.lat_bins_layout() != edges * 100 + below * 10 + 1:
+        return None, f"{target} has another layout"
+    p, i64 = ctypes.c_void_p, ctypes.c_int64
+    lib.lat_bins.argtypes = [p, p, i64, p, p, p, p, i64]
+    lib.lat_bins.restype = i64
+    lib.lat_bins_chunk.restype = i64
+    lib.lat_bins_lanes.restype = i64
+    return lib, None
+
+
+def _build(cc: str, flags: tuple[str, ...], target: Path) -> str | None:
+    """Builds the library at ``target``; returns None, or why it could not."""
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        # build beside the target and rename: processes building at once never load a
+        # half-written library
+        fd, tmp = tempfile.mkstemp(suffix=".so", dir=target.parent)
+        os.close(fd)
+        try:
+            for extra in (_NATIVE, ()):  # a compiler without -march=native: its default
+                done = subprocess.run([cc, *flags, *extra, "-o", tmp, str(_SOURCE)],
+                                      capture_output=True, text=True, timeout=120)
+                if done.returncode == 0:
+                    os.replace(tmp, target)
+                    return None
+            reason = (done.stderr.strip().splitlines() or ["failed"])[-1]
+            return f"{cc} could not build {_SOURCE.name}: {reason}"
+        finally:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+    except (OSError, subprocess.SubprocessError) as exc:
+        return f"could not build {_SOURCE.name}: {exc}"
