@@ -42,6 +42,7 @@ keeps the eager quantizer after the compiled update.
 
 from __future__ import annotations
 
+import concurrent.futures
 import functools
 import math
 from collections.abc import Callable
@@ -74,6 +75,14 @@ def _native_error(n: int, chunk: int, lanes: int) -> float:
     """The same bound for ``lat_bins.c``'s sums: each lane adds chunk / lanes terms in float32
     (one unit of float32 per addition), the lanes and chunks then go to double."""
     return 1.01 * ((chunk // lanes - 1) * 2.0**-24 + (lanes + n // chunk + 64) * 2.0**-53)
+
+
+_PIECE = 1 << 19  # the least piece of a layer that a thread of its own sums (``Window.bins``)
+
+
+@functools.cache
+def _pool(workers: int) -> concurrent.futures.ThreadPoolExecutor:
+    return concurrent.futures.ThreadPoolExecutor(workers, thread_name_prefix="lat-bins")
 
 
 def _native():
@@ -224,24 +233,46 @@ class Window:
 
     def bins(self, lib, w: Tensor, d: Tensor) -> tuple[list[float], tuple[Tensor, Tensor], float]:
         """``lat_bins.c`` over the flat float32 w and d at this window's edges: the bin sums,
-        the window's values and their d (views of kept buffers), and the sums' error bound."""
+        the window's values and their d, and the sums' error bound. With several threads
+        (``torch.get_num_threads()``) a large layer is cut into pieces summed at once (the C
+        call lets the interpreter go) and added in order, so a run sums alike with the same
+        thread count."""
         n = w.numel()
         edges = self.edge_tensor(w)
-        if self._sums is None:
-            self._sums = torch.empty(2 * _EDGES + 2, dtype=torch.float64)
-        if self._cand is None or self._cand[0].numel() > n:
+        chunk = lib.lat_bins_chunk()
+        pieces = max(1, min(torch.get_num_threads(), n // _PIECE))
+        bounds = [n * i // pieces // chunk * chunk for i in range(pieces)] + [n]
+        if self._sums is None or self._sums.shape[0] != pieces:
+            self._sums = torch.empty(pieces, 2 * _EDGES + 2, dtype=torch.float64)
+        if self._cand is None:
             size = max(min(n, 4096), n // 64)  # a window holds about 0.5% of the values
             self._cand = (torch.empty(size), torch.empty(size))
         while True:
             cand, dcand = self._cand
-            count = lib.lat_bins(w.data_ptr(), d.data_ptr(), n, edges.data_ptr(),
-                                 self._sums.data_ptr(), cand.data_ptr(), dcand.data_ptr(),
-                                 cand.numel())
-            if count <= cand.numel():
+            cap = cand.numel() // pieces
+
+            def run(i: int, cand: Tensor = cand, dcand: Tensor = dcand, cap: int = cap) -> int:
+                start, size, at = bounds[i], bounds[i + 1] - bounds[i], i * cap
+                return lib.lat_bins(w[start:].data_ptr(), d[start:].data_ptr(), size,
+                                    edges.data_ptr(), self._sums[i].data_ptr(),
+                                    cand[at:].data_ptr(), dcand[at:].data_ptr(), cap)
+
+            counts = [run(0)] if pieces == 1 else list(_pool(pieces).map(run, range(pieces)))
+            if max(counts) <= cap:
                 break
-            self._cand = (torch.empty(2 * count), torch.empty(2 * count))  # and sum again
-        error = _native_error(n, lib.lat_bins_chunk(), lib.lat_bins_lanes())
-        return self._sums.tolist(), (cand[:count], dcand[:count]), error
+            grown = 2 * pieces * max(counts)  # and sum again
+            self._cand = (torch.empty(grown), torch.empty(grown))
+        if pieces == 1:
+            sums = self._sums[0].tolist()
+            found = (cand[: counts[0]], dcand[: counts[0]])
+        else:
+            parts = self._sums.tolist()
+            sums = [sum(part[k] for part in parts) for k in range(2 * _EDGES)]
+            sums += [max(part[-2] for part in parts), max(part[-1] for part in parts)]
+            found = tuple(torch.cat([t[i * cap: i * cap + c] for i, c in enumerate(counts)])
+                          for t in (cand, dcand))
+        error = _native_error(n, chunk, lib.lat_bins_lanes()) + pieces * 2.0**-52
+        return sums, found, error
 
     def scalar(self, name: str, value: float, like: Tensor) -> Tensor:
         key = (name, like.dtype, like.device)

@@ -168,11 +168,23 @@ def test_ties_zeros_and_degenerate_inputs():
     assert found is None or check(w7, d7, found)
 
 
+@pytest.fixture
+def threads(request, monkeypatch):
+    """Run with ``request.param`` threads, layers cut into pieces of at least 512 values."""
+    before = torch.get_num_threads()
+    monkeypatch.setattr(L, "_PIECE", 512)
+    torch.set_num_threads(request.param)
+    yield request.param
+    torch.set_num_threads(before)
+
+
+@pytest.mark.parametrize("threads", [1, 3], indirect=True)
 @pytest.mark.parametrize("n", [1, 7, 8, 9, 511, 512, 513, 5000, 100_003])
-def test_native_bin_sums_are_within_their_bound_and_the_window_values_exact(n):
+def test_native_bin_sums_are_within_their_bound_and_the_window_values_exact(n, threads):
     """``lat_bins.c`` against float64 sums of the same float32 terms: every bin within the
     bound the proof allows for, the maxima exact, and the window's values and their d exactly
-    those of the mask path, in index order (sizes around its vector and chunk lengths)."""
+    those of the mask path, in index order (sizes around its vector and chunk lengths; with
+    three threads, a layer of 1536 values or more is summed in pieces)."""
     g = torch.Generator().manual_seed(n)
     w = torch.randn(n, generator=g) * 0.02
     d = torch.exp(torch.randn(n, generator=g))  # curvature over orders of magnitude
@@ -199,7 +211,8 @@ def test_native_bin_sums_are_within_their_bound_and_the_window_values_exact(n):
     assert error < 1e-5  # tight enough for the proofs (3e-5 lost none in a real run)
 
 
-def test_native_window_values_beyond_the_buffer_are_summed_again():
+@pytest.mark.parametrize("threads", [1, 3], indirect=True)
+def test_native_window_values_beyond_the_buffer_are_summed_again(threads):
     """A window holding more values than the kept buffer: the buffer grows and the pass runs
     again, so no value is lost."""
     g = torch.Generator().manual_seed(2)
