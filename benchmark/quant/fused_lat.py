@@ -45,6 +45,7 @@ from __future__ import annotations
 import concurrent.futures
 import functools
 import math
+import os
 from collections.abc import Callable
 
 import torch
@@ -80,8 +81,14 @@ def _native_error(n: int, chunk: int, lanes: int) -> float:
 _PIECE = 1 << 19  # the least piece of a layer that a thread of its own sums (``Window.bins``)
 
 
-@functools.cache
 def _pool(workers: int) -> concurrent.futures.ThreadPoolExecutor:
+    """A kept pool of ``workers`` threads, one per process (a forked child's copy of its
+    parent's pool has no threads)."""
+    return _process_pool(workers, os.getpid())
+
+
+@functools.cache
+def _process_pool(workers: int, pid: int) -> concurrent.futures.ThreadPoolExecutor:
     return concurrent.futures.ThreadPoolExecutor(workers, thread_name_prefix="lat-bins")
 
 
