@@ -244,8 +244,44 @@ class Window:
         (``torch.get_num_threads()``) a large layer is cut into pieces summed at once (the C
         call lets the interpreter go) and added in order, so a run sums alike with the same
         thread count."""
-        n = w.numel()
-        edges = self.edge_tensor(w)
+        edges = self.edge_tensor(w).data_ptr()
+
+        def call(start: int, size: int, *out: int) -> int:
+            return lib.lat_bins(w[start:].data_ptr(), d[start:].data_ptr(), size, edges, *out)
+
+        found = self._native(lib, w.numel(), call)
+        assert found is not None  # summing again fits every value
+        return found
+
+    def step(self, lib, g: Tensor, m: Tensor, v: Tensor, w: Tensor, beta1: float, beta2: float,
+             step: Tensor, eps_c: Tensor
+             ) -> tuple[list[float], tuple[Tensor, Tensor], float]:
+        """The LAQ step by ``lat_step`` (``lat_bins.c``): the Adam update of m, v and w in
+        place (``fused._update``'s arithmetic; D is not stored), and ``bins`` of the new w and
+        D in the same read. A window too full for the kept buffer: the sums are taken again
+        from w and v (``lat_bins_v``, D computed alike)."""
+        edges = self.edge_tensor(w).data_ptr()
+        scalars = (1.0 - beta1, beta2, 1.0 - beta2, float(step), float(eps_c))
+
+        def call(start: int, size: int, *out: int) -> int:
+            return lib.lat_step(g[start:].data_ptr(), m[start:].data_ptr(), v[start:].data_ptr(),
+                                w[start:].data_ptr(), size, *scalars, edges, *out)
+
+        def again(start: int, size: int, *out: int) -> int:
+            return lib.lat_bins_v(w[start:].data_ptr(), v[start:].data_ptr(), size, scalars[-1],
+                                  edges, *out)
+
+        found = self._native(lib, w.numel(), call, once=True)
+        if found is None:
+            found = self._native(lib, w.numel(), again)
+        assert found is not None  # summing again fits every value
+        return found
+
+    def _native(self, lib, n: int, call: Callable[..., int], once: bool = False
+                ) -> tuple[list[float], tuple[Tensor, Tensor], float] | None:
+        """Runs ``call(start, size, sums, cand, dcand, cap)`` (pointers) over the layer's
+        pieces and gathers the results; a window too full for the buffer grows it and runs
+        again, or with ``once`` (the pass updates w) returns None."""
         chunk = lib.lat_bins_chunk()
         pieces = max(1, min(torch.get_num_threads(), n // _PIECE))
         bounds = [n * i // pieces // chunk * chunk for i in range(pieces)] + [n]
@@ -253,22 +289,25 @@ class Window:
             self._sums = torch.empty(pieces, 2 * _EDGES + 2, dtype=torch.float64)
         if self._cand is None:
             size = max(min(n, 4096), n // 64)  # a window holds about 0.5% of the values
-            self._cand = (torch.empty(size), torch.empty(size))
+            f32 = torch.float32  # what lat_bins.c writes, whatever torch's default
+            self._cand = (torch.empty(size, dtype=f32), torch.empty(size, dtype=f32))
         while True:
             cand, dcand = self._cand
             cap = cand.numel() // pieces
 
             def run(i: int, cand: Tensor = cand, dcand: Tensor = dcand, cap: int = cap) -> int:
-                start, size, at = bounds[i], bounds[i + 1] - bounds[i], i * cap
-                return lib.lat_bins(w[start:].data_ptr(), d[start:].data_ptr(), size,
-                                    edges.data_ptr(), self._sums[i].data_ptr(),
-                                    cand[at:].data_ptr(), dcand[at:].data_ptr(), cap)
+                at = i * cap
+                return call(bounds[i], bounds[i + 1] - bounds[i], self._sums[i].data_ptr(),
+                            cand[at:].data_ptr(), dcand[at:].data_ptr(), cap)
 
             counts = [run(0)] if pieces == 1 else list(_pool(pieces).map(run, range(pieces)))
             if max(counts) <= cap:
                 break
-            grown = 2 * pieces * max(counts)  # and sum again
-            self._cand = (torch.empty(grown), torch.empty(grown))
+            grown = 2 * pieces * max(counts)
+            self._cand = (torch.empty(grown, dtype=torch.float32),
+                          torch.empty(grown, dtype=torch.float32))
+            if once:
+                return None
         if pieces == 1:
             sums = self._sums[0].tolist()
             found = (cand[: counts[0]], dcand[: counts[0]])
@@ -422,6 +461,8 @@ def solve_window(win: Window, sums: list[float], cand: Tensor, dcand: Tensor,
                  g: float) -> tuple[float, float] | None:
     """``solve`` from the window's values ``cand`` (magnitudes) and their curvature ``dcand``,
     ``g`` the relative error bound of the bin sums."""
+    if not all(map(math.isfinite, sums)):  # an inf or NaN value, or a sum past float32's range
+        return None
     edges = win.edges_used
     amax, dmax = sums[-2], sums[-1]
     win.amax = amax
@@ -464,8 +505,9 @@ def solve_window(win: Window, sums: list[float], cand: Tensor, dcand: Tensor,
         tol = 2 * (2 * reach * n1 + reach * reach * n0)  # in the bound and in the best
         tol += spread * (2 * f1 + 2 * reach * f0)
         # a term d|w| is rounded to w's precision before it is summed, which may move a value
-        # across a bin's edge by about that much: allow for it relative to the best
-        return bound + tol + (1e-12 + _PRODUCT_ERROR) * best >= best
+        # across a bin's edge by about that much: allow for it relative to the best; and tol
+        # is first order in g: the score's exact remainder adds at most 4 g^2 of it
+        return bound + tol + (1e-12 + _PRODUCT_ERROR + 4 * g * g) * best >= best
 
     # above the window, top down: (u1, u0) the sums of the bins above this one
     ups = [*edges[_BELOW + 1:], max(amax, edges[-1])]
@@ -533,9 +575,9 @@ def _finish(win: Window, w: Tensor, alpha: float, threshold: float, b_out: Tenso
     return alpha_t
 
 
-def _native_for(w: Tensor, d: Tensor):
-    """``lat_bins.c`` where it applies: float32 w and d (flat, contiguous, on the CPU)."""
-    if w.dtype != torch.float32 or d.dtype != torch.float32:
+def _native_for(*tensors: Tensor):
+    """``lat_bins.c`` where it applies: float32 tensors (flat, contiguous, on the CPU)."""
+    if any(t.dtype != torch.float32 for t in tensors):
         return None
     return _native()
 
@@ -554,12 +596,12 @@ def laq_step(win: Window, g: Tensor, m: Tensor, v: Tensor, w: Tensor, d: Tensor,
     if not win.attempt():
         fused.update_fn()(g, m, v, w, d, beta1, beta2, step, eps_c)
         return _fallback(win, w, d, b_out, p, tried=False)
-    lib = _native_for(w, d)
-    if lib is not None:  # the update's pass, then lat_bins.c's (reading w and D)
-        fused.update_fn()(g, m, v, w, d, beta1, beta2, step, eps_c)
-        sums, (cand, dcand), error = win.bins(lib, w, d)
+    lib = _native_for(w, d, g, m, v)
+    if lib is not None:  # the update and the sums in one pass of lat_bins.c
+        sums, (cand, dcand), error = win.step(lib, g, m, v, w, beta1, beta2, step, eps_c)
         found = solve_window(win, sums, cand, dcand, error)
         if found is None:
+            torch.sqrt(v, out=d).add_(eps_c)
             return _fallback(win, w, d, b_out, p)
         win.record(found[1], hit=True)
         return _finish(win, w, *found, b_out, p)

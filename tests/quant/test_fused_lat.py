@@ -228,6 +228,93 @@ def test_native_window_values_beyond_the_buffer_are_summed_again(threads):
     assert torch.equal(cand, w.abs()[inside]) and torch.equal(dcand, d[inside])
 
 
+@pytest.mark.parametrize("threads", [1, 3], indirect=True)
+def test_native_step_updates_as_the_compiled_update_and_sums_the_new_weights(threads):
+    """``lat_step``: m, v and w bit for bit as ``fused.update_fn`` leaves them (the same
+    arithmetic), D = sqrt(v) + eps correctly rounded (numpy's float32, as inductor's; torch's
+    eager sqrt is 1 ulp off on a fifth of these values), and the sums and window values those
+    of ``lat_bins`` over the new w and that D (the largest sizes overflow the kept buffer, so
+    the sums are taken again by ``lat_bins_v``)."""
+    from benchmark.quant import fused
+
+    g0 = torch.Generator().manual_seed(4)
+    lib = native_lib()
+    for n in (5, 1000, 4099, 300_001):
+        g = torch.randn(n, generator=g0) * 1e-3
+        m = torch.randn(n, generator=g0) * 1e-4
+        v = torch.rand(n, generator=g0) * 1e-6
+        w = torch.randn(n, generator=g0) * 0.3
+        w[:3] = torch.tensor([0.99999, -0.99999, 1.0])  # some clipped
+        step, eps = torch.tensor(-0.05), torch.tensor(1e-8)
+        ref = [t.clone() for t in (g, m, v, w)]
+        fused.update_fn()(*ref, torch.empty(n), 0.9, 0.999, step, eps)
+        win = L.Window()
+        win.center, win.delta = float(w.abs().median()), 0.02
+        sums, (cand, dcand), error = win.step(lib, g, m, v, w, 0.9, 0.999, step, eps)
+        for got, want in zip((m, v, w), ref[1:], strict=True):
+            assert torch.equal(got, want)
+        d = torch.from_numpy(np.sqrt(v.numpy()) + np.float32(1e-8))
+        again = L.Window()
+        again.center, again.delta = win.center, win.delta
+        sums2, (cand2, dcand2), error2 = again.bins(lib, w, d)
+        assert sums2 == sums and error2 == error
+        assert torch.equal(cand2, cand) and torch.equal(dcand2, dcand)
+
+
+def test_native_window_values_are_float32_under_a_float64_default(monkeypatch):
+    """The kept buffers hold what lat_bins.c writes (float32) whatever torch's default dtype:
+    under float64 the window's values once came back as garbage and a wrong cut was claimed."""
+    g = torch.Generator().manual_seed(8)
+    w = torch.randn(50_000, generator=g) * 0.02
+    d = torch.rand(50_000, generator=g) + 0.1
+    t = threshold_of(w, d)
+    before = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    try:
+        found = windowed(w, d, t, 0.01, float(w.abs().max()), backend="native")
+    finally:
+        torch.set_default_dtype(before)
+    assert check(w, d, found, 1e-6)
+
+
+def test_native_sums_past_float32_range_are_a_miss():
+    """A run of huge curvatures overflows a float32 lane: a miss (the eager method), no error."""
+    w = torch.cat([torch.full((4096,), 0.9), torch.full((4096,), 0.5)])
+    d = torch.full((8192,), 1e37)
+    assert windowed(w, d, 0.5, 0.01, backend="native") is None
+
+
+def test_native_build_recovers_from_what_it_finds(monkeypatch, tmp_path):
+    """A cached file that is no library is built again and loaded; ``$CC`` may carry words; a
+    missing source is a reason, not an exception."""
+    first, second = tmp_path / "first", tmp_path / "second"
+    monkeypatch.setenv("BLAQ_NATIVE_CACHE", str(first))
+    native.lat_bins.cache_clear()
+    try:
+        lib, reason = native.lat_bins(L._EDGES, L._BELOW)
+        if lib is None and native._compiler() is None:
+            pytest.skip(reason)
+        (built,) = first.glob("lat_bins-*.so")  # its name, in a cache not yet loaded from
+        second.mkdir()
+        (second / built.name).write_bytes(b"not a library")
+        monkeypatch.setenv("BLAQ_NATIVE_CACHE", str(second))
+        native.lat_bins.cache_clear()
+        lib, reason = native.lat_bins(L._EDGES, L._BELOW)
+        assert lib is not None, reason
+        assert [p.name for p in second.iterdir()] == [built.name]  # put back in place
+        assert (second / built.name).read_bytes() != b"not a library"
+        native.lat_bins.cache_clear()
+        monkeypatch.setenv("CC", "env " + native._compiler()[0])
+        lib, reason = native.lat_bins(L._EDGES, L._BELOW)
+        assert lib is not None, reason
+        native.lat_bins.cache_clear()
+        monkeypatch.setattr(native, "_SOURCE", tmp_path / "missing.c")
+        lib, reason = native.lat_bins(L._EDGES, L._BELOW)
+        assert lib is None and "no kernel source" in reason
+    finally:
+        native.lat_bins.cache_clear()
+
+
 def test_native_build_reports_why_it_cannot(monkeypatch, tmp_path):
     """No usable compiler, or BLAQ_NATIVE=0: no library and a reason (fused_lat then sums with
     inductor), never an exception."""
