@@ -8,10 +8,11 @@ a relative half-width ``delta``; one step is then
 1. per-bin sums of d|w| and d over a few fixed bins of |w| around ``c`` (edges
    ``c (1 - delta g^k)`` below, ``c (1 + delta g^k)`` above, plus everything below and
    everything above), the largest |w| and d, and the values inside the window
-   ``[c (1 - delta), c (1 + delta))``: on float32 weights by ``lat_bins.c`` (``native``) in one
-   read of w and D after the compiled update, which also hands back the window's values and
-   their D; else in the update's compiled pass (separate masked float64 reductions, which
-   inductor fuses into one loop, three times the update's time), with a byte mask of the window;
+   ``[c (1 - delta), c (1 + delta))``: on float32 weights by ``lat_bins.c`` (``native``), which
+   also hands back the window's values and their D (in the LAQ step, ``lat_step`` does the Adam
+   update in the same pass; BLAQ's stages read w and D after their compiled pass); else in the
+   update's compiled pass (separate masked float64 reductions, which inductor fuses into one
+   loop, three times the update's time), with a byte mask of the window;
 2. on the host: the window's candidates (a few thousand; from the mask, gathered eight bytes at
    a time), sorted, and the best cut among them, with the sums of the bins above added: exactly
    the sorted-prefix method restricted to cuts inside the window;
