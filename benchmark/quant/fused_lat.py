@@ -79,6 +79,12 @@ def _native_error(n: int, chunk: int, lanes: int) -> float:
     return 1.01 * ((chunk // lanes - 1) * 2.0**-24 + (lanes + n // chunk + 64) * 2.0**-53)
 
 
+def _changed(t: Tensor) -> None:
+    """Bumps t's version counter (a write torch did not see: the C kernel's)."""
+    bump = getattr(torch.autograd.graph, "increment_version", None)
+    (bump or torch._C._increment_version)(t)
+
+
 _PIECE = 1 << 19  # the least piece of a layer that a thread of its own sums (``Window.bins``)
 
 
@@ -273,6 +279,8 @@ class Window:
                                   edges, *out)
 
         found = self._native(lib, w.numel(), call, once=True)
+        for t in (m, v, w):  # written through pointers: mark them changed, as torch's writes do
+            _changed(t)
         if found is None:
             found = self._native(lib, w.numel(), again)
         assert found is not None  # summing again fits every value
@@ -599,10 +607,12 @@ def laq_step(win: Window, g: Tensor, m: Tensor, v: Tensor, w: Tensor, d: Tensor,
         return _fallback(win, w, d, b_out, p, tried=False)
     lib = _native_for(w, d, g, m, v)
     if lib is not None:  # the update and the sums in one pass of lat_bins.c
+        win.pending = None
         sums, (cand, dcand), error = win.step(lib, g, m, v, w, beta1, beta2, step, eps_c)
         found = solve_window(win, sums, cand, dcand, error)
-        if found is None:
-            torch.sqrt(v, out=d).add_(eps_c)
+        if found is None:  # D as the step computed it (and as the compiled update writes it)
+            lib.lat_curvature(v.data_ptr(), v.numel(), float(eps_c), d.data_ptr())
+            _changed(d)
             return _fallback(win, w, d, b_out, p)
         win.record(found[1], hit=True)
         return _finish(win, w, *found, b_out, p)

@@ -205,3 +205,8 @@ int64_t lat_step(const float *g, float *m, float *v, float *w, int64_t n, float 
                  float *dcand, int64_t cap) {
     return pass(1, w, 0, g, m, v, n, c1, beta2, c2, step, eps, edges, sums, cand, dcand, cap);
 }
+
+/* D = sqrt(v) + eps into d, rounded as lat_step's (the curvature after a windowed miss). */
+void lat_curvature(const float *v, int64_t n, float eps, float *d) {
+    for (int64_t i = 0; i < n; ++i) d[i] = __builtin_sqrtf(v[i]) + eps;
+}

@@ -4,7 +4,9 @@ Inductor writes the compiled path's other kernels. For LAT exact's 16 bin sums i
 each as its own float64 accumulation, and the pass took three times the Adam update it is fused
 with. ``lat_bins.c`` accumulates them in float32 over short runs of values (a rounding bound
 the proof allows for), adds the runs in double, and hands back the window's values and their d
-with the sums: one read of w and d. It is built on first use with the system's C compiler
+with the sums: ``lat_bins`` in one read of w and d, ``lat_step`` with the LAQ step's Adam update
+in the same pass (the compiled update's arithmetic), ``lat_bins_v`` from w and v (D computed as
+``lat_step`` computes it) and ``lat_curvature`` that D alone. It is built on first use with the system's C compiler
 (``$CC``, else ``cc``, ``gcc`` or ``clang``) into a cache directory, keyed by its source and
 flags (``$BLAQ_NATIVE_CACHE``, default ``~/.cache/blaq-benchmark``); where no compiler works,
 ``fused_lat`` sums with inductor instead (``BLAQ_NATIVE=0`` forces that).
@@ -48,9 +50,14 @@ def _machine() -> bytes:
 def _compiler() -> list[str] | None:
     """The compiler's command: ``$CC`` (which may carry words, as ``ccache gcc``), else the
     first of cc, gcc and clang on the PATH."""
-    named = shlex.split(os.environ.get("CC", ""))
+    try:
+        named = shlex.split(os.environ.get("CC", ""))
+    except ValueError:  # unbalanced quotes: $CC as one name
+        named = [os.environ["CC"]]
     if named and shutil.which(named[0]):
         return named
+    if os.environ.get("CC") and shutil.which(os.environ["CC"]):  # a path with a space
+        return [os.environ["CC"]]
     for name in ("cc", "gcc", "clang"):
         if shutil.which(name):
             return [name]
@@ -95,6 +102,9 @@ def lat_bins(edges: int, below: int) -> tuple[ctypes.CDLL | None, str | None]:
             reason = f"{path} has another layout"
         except (OSError, AttributeError) as exc:
             reason = f"could not load {path}: {exc}"
+        if path != target:
+            with contextlib.suppress(OSError):
+                path.unlink()
     else:
         return None, reason
     p, i64 = ctypes.c_void_p, ctypes.c_int64
@@ -105,6 +115,8 @@ def lat_bins(edges: int, below: int) -> tuple[ctypes.CDLL | None, str | None]:
     lib.lat_step.restype = i64
     lib.lat_bins_v.argtypes = [p, p, i64, f32, p, p, p, p, i64]
     lib.lat_bins_v.restype = i64
+    lib.lat_curvature.argtypes = [p, i64, f32, p]
+    lib.lat_curvature.restype = None
     lib.lat_bins_chunk.restype = i64
     lib.lat_bins_lanes.restype = i64
     return lib, None

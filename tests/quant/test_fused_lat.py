@@ -228,6 +228,57 @@ def test_native_window_values_beyond_the_buffer_are_summed_again(threads):
     assert torch.equal(cand, w.abs()[inside]) and torch.equal(dcand, d[inside])
 
 
+def test_native_step_on_extreme_values_updates_as_the_compiled_update():
+    """Zeros, subnormals, weights at and past +-1, huge and non-finite gradients: m, v and w as
+    ``fused.update_fn`` leaves them (NaN where it has NaN), in the vector loop and the tail."""
+    from benchmark.quant import fused
+
+    n = 1037
+    g0 = torch.Generator().manual_seed(9)
+    special = torch.tensor([0.0, -0.0, 1e-45, -1e-40, 1.0, -1.0, 1e20, 3e38, float("inf"),
+                            -float("inf"), float("nan")])
+    g = special[torch.randint(0, len(special), (n,), generator=g0)] * (torch.rand(n, generator=g0) < 0.3)
+    g += torch.randn(n, generator=g0) * 1e-3
+    m = torch.randn(n, generator=g0) * 1e-4
+    v = torch.rand(n, generator=g0) * 1e-6
+    v[::5] = 0.0
+    w = torch.randn(n, generator=g0) * 0.5
+    w[::7] = torch.tensor(1.0).nextafter(torch.tensor(2.0))
+    w[1::7] = -1.0
+    step, eps = torch.tensor(-0.05), torch.tensor(1e-8)
+    ref = [t.clone() for t in (g, m, v, w)]
+    fused.update_fn()(*ref, torch.empty(n), 0.9, 0.999, step, eps)
+    win = L.Window()
+    win.center, win.delta = 0.3, 0.02
+    win.step(native_lib(), g, m, v, w, 0.9, 0.999, step, eps)
+    for got, want in zip((m, v, w), ref[1:], strict=True):
+        assert torch.equal(got.isnan(), want.isnan())
+        keep = ~want.isnan()
+        assert torch.equal(got[keep], want[keep])
+
+
+def test_native_miss_writes_the_curvature_the_compiled_update_writes():
+    """After a windowed miss the eager method gets D = sqrt(v) + eps as ``fused.update_fn``
+    writes it (correctly rounded), whichever path the step took."""
+    from benchmark.quant import fused
+
+    n = 50_000
+    g0 = torch.Generator().manual_seed(10)
+    args = [torch.randn(n, generator=g0) * 1e-3, torch.randn(n, generator=g0) * 1e-4,
+            torch.rand(n, generator=g0) * 1e-6, torch.randn(n, generator=g0) * 0.02]
+    step, eps = torch.tensor(-1e-3), torch.tensor(1e-8)
+    ref = [t.clone() for t in args]
+    d_ref = torch.empty(n)
+    fused.update_fn()(*ref, d_ref, 0.9, 0.999, step, eps)
+    native_lib()
+    win = L.Window()
+    win.center, win.delta, win.last = 5.0, 0.01, 5.0  # far above any |w|: a miss
+    d, b, q = torch.empty(n), torch.empty(n), torch.empty(n)
+    L.laq_step(win, *args, d, b, q, 0.9, 0.999, step, eps)
+    assert win.misses == 1 and win.hits == 0
+    assert torch.equal(d, d_ref) and torch.equal(args[3], ref[3])
+
+
 @pytest.mark.parametrize("threads", [1, 3], indirect=True)
 def test_native_step_updates_as_the_compiled_update_and_sums_the_new_weights(threads):
     """``lat_step``: m, v and w bit for bit as ``fused.update_fn`` leaves them (the same
@@ -253,6 +304,7 @@ def test_native_step_updates_as_the_compiled_update_and_sums_the_new_weights(thr
         sums, (cand, dcand), error = win.step(lib, g, m, v, w, 0.9, 0.999, step, eps)
         for got, want in zip((m, v, w), ref[1:], strict=True):
             assert torch.equal(got, want)
+        assert all(t._version > 0 for t in (m, v, w))  # the writes are seen (BLAQ's freshness)
         d = torch.from_numpy(np.sqrt(v.numpy()) + np.float32(1e-8))
         again = L.Window()
         again.center, again.delta = win.center, win.delta
@@ -305,6 +357,10 @@ def test_native_build_recovers_from_what_it_finds(monkeypatch, tmp_path):
         assert (second / built.name).read_bytes() != b"not a library"
         native.lat_bins.cache_clear()
         monkeypatch.setenv("CC", "env " + native._compiler()[0])
+        lib, reason = native.lat_bins(L._EDGES, L._BELOW)
+        assert lib is not None, reason
+        native.lat_bins.cache_clear()
+        monkeypatch.setenv("CC", 'gcc "-O2')  # unbalanced quotes: no such compiler, cc instead
         lib, reason = native.lat_bins(L._EDGES, L._BELOW)
         assert lib is not None, reason
         native.lat_bins.cache_clear()
