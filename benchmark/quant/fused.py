@@ -6,10 +6,10 @@ closed-form quantizer needs are one pass; writing the levels and ``w_hat`` is an
 of the alternation is one pass that only reads the weights (the levels of a round are a
 projection of w at the round's scale, so only the scale is kept, and the levels are written
 once, at the end). Eager PyTorch takes 5-12 passes for the same work. LAT exact has its own
-module, ``benchmark.quant.fused_lat`` (bin sums around the last threshold, by the library's one
-hand-written kernel ``lat_bins.c`` after the update or fused with it here, a windowed exact
-solve on the host, the levels in a second pass); in sync-free mode (a GPU) it runs
-``update_fn`` and then its eager quantizer.
+module, ``benchmark.quant.fused_lat`` (bin sums around the last threshold: by the library's one
+hand-written kernel ``lat_bins.c``, in the LAQ step's pass with the update, or else by inductor
+fused with the update here; a windowed exact solve on the host; the levels in a second pass);
+in sync-free mode (a GPU) it runs ``update_fn`` and then its eager quantizer.
 
 The arithmetic is the eager path's, but a fused loop sums in another order, so alpha differs in
 the last bits (about 1e-6 relative on a million weights) and a weight on a rounding boundary may

@@ -1,4 +1,6 @@
-/* The bin sums of LAT exact's windowed solve (benchmark/quant/fused_lat.py) in one read of w and d.
+/* The bin sums of LAT exact's windowed solve (benchmark/quant/fused_lat.py) in one read of w and d
+   (lat_bins), of w and v (lat_bins_v: D = sqrt(v) + eps), or in the LAQ step's pass that also
+   does the Adam update (lat_step); lat_curvature writes that D.
 
    Per bin of |w| (below edges[0], between two edges, at least edges[LAT_EDGES - 1]) the sums of
    d|w| and d; the largest |w| and d; and the values inside the window
@@ -10,7 +12,7 @@
    vector accumulates one value in LANES of a chunk of CHUNK values in float32, in index order
    (CHUNK / LANES - 1 additions, so a relative error below that many units of float32), and the
    lanes and chunks are added in double. The code relies on IEEE arithmetic in the order written:
-   build it without -ffast-math or -fassociative-math.
+   build it without -ffast-math or -fassociative-math, and with -ffp-contract=off.
 
    The compiler picks the instructions: GCC's and clang's vector extensions, as wide as the
    machine's (the build is for its own CPU: -march=native). */

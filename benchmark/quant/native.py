@@ -4,12 +4,13 @@ Inductor writes the compiled path's other kernels. For LAT exact's 16 bin sums i
 each as its own float64 accumulation, and the pass took three times the Adam update it is fused
 with. ``lat_bins.c`` accumulates them in float32 over short runs of values (a rounding bound
 the proof allows for), adds the runs in double, and hands back the window's values and their d
-with the sums: ``lat_bins`` in one read of w and d, ``lat_step`` with the LAQ step's Adam update
-in the same pass (the compiled update's arithmetic), ``lat_bins_v`` from w and v (D computed as
-``lat_step`` computes it) and ``lat_curvature`` that D alone. It is built on first use with the system's C compiler
-(``$CC``, else ``cc``, ``gcc`` or ``clang``) into a cache directory, keyed by its source and
-flags (``$BLAQ_NATIVE_CACHE``, default ``~/.cache/blaq-benchmark``); where no compiler works,
-``fused_lat`` sums with inductor instead (``BLAQ_NATIVE=0`` forces that).
+with the sums: ``lat_bins`` in one read of w and d, ``lat_step`` with the LAQ step's Adam
+update in the same pass (the compiled update's arithmetic), ``lat_bins_v`` from w and v (D
+computed as ``lat_step`` computes it) and ``lat_curvature`` that D alone. It is built on first
+use with the system's C compiler (``$CC``, else ``cc``, ``gcc`` or ``clang``) for this CPU into
+a cache directory, keyed by its source, flags and the CPU's features (``$BLAQ_NATIVE_CACHE``,
+default ``~/.cache/blaq-benchmark``); where it cannot be built, ``fused_lat`` sums with inductor
+instead (``BLAQ_NATIVE=0`` forces that).
 """
 
 from __future__ import annotations
