@@ -43,10 +43,8 @@ keeps the eager quantizer after the compiled update.
 
 from __future__ import annotations
 
-import concurrent.futures
 import functools
 import math
-import os
 from collections.abc import Callable
 
 import torch
@@ -79,24 +77,7 @@ def _native_error(n: int, chunk: int, lanes: int) -> float:
     return 1.01 * ((chunk // lanes - 1) * 2.0**-24 + (lanes + n // chunk + 64) * 2.0**-53)
 
 
-def _changed(t: Tensor) -> None:
-    """Bumps t's version counter (a write torch did not see: the C kernel's)."""
-    bump = getattr(torch.autograd.graph, "increment_version", None)
-    (bump or torch._C._increment_version)(t)
-
-
 _PIECE = 1 << 19  # the least piece of a layer that a thread of its own sums (``Window.bins``)
-
-
-def _pool(workers: int) -> concurrent.futures.ThreadPoolExecutor:
-    """A kept pool of ``workers`` threads, one per process (a forked child's copy of its
-    parent's pool has no threads)."""
-    return _process_pool(workers, os.getpid())
-
-
-@functools.cache
-def _process_pool(workers: int, pid: int) -> concurrent.futures.ThreadPoolExecutor:
-    return concurrent.futures.ThreadPoolExecutor(workers, thread_name_prefix="lat-bins")
 
 
 def _native():
@@ -280,7 +261,7 @@ class Window:
 
         found = self._native(lib, w.numel(), call, once=True)
         for t in (m, v, w):  # written through pointers: mark them changed, as torch's writes do
-            _changed(t)
+            native.written(t)
         if found is None:
             found = self._native(lib, w.numel(), again)
         assert found is not None  # summing again fits every value
@@ -309,7 +290,7 @@ class Window:
                 return call(bounds[i], bounds[i + 1] - bounds[i], self._sums[i].data_ptr(),
                             cand[at:].data_ptr(), dcand[at:].data_ptr(), cap)
 
-            counts = [run(0)] if pieces == 1 else list(_pool(pieces).map(run, range(pieces)))
+            counts = [run(0)] if pieces == 1 else list(native.pool(pieces).map(run, range(pieces)))
             if max(counts) <= cap:
                 break
             grown = 2 * pieces * max(counts)
@@ -612,7 +593,7 @@ def laq_step(win: Window, g: Tensor, m: Tensor, v: Tensor, w: Tensor, d: Tensor,
         found = solve_window(win, sums, cand, dcand, error)
         if found is None:  # D as the step computed it (and as the compiled update writes it)
             lib.lat_curvature(v.data_ptr(), v.numel(), float(eps_c), d.data_ptr())
-            _changed(d)
+            native.written(d)
             return _fallback(win, w, d, b_out, p)
         win.record(found[1], hit=True)
         return _finish(win, w, *found, b_out, p)

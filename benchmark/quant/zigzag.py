@@ -52,12 +52,19 @@ on, through compiled steps whose levels continue each other's (kept as promised)
 checkpoint's. While that chain holds, the state the last step wrote says exactly where that step
 changed a level (a mark), and by how much (2 in the state's direction), so the levels of two
 steps ago need no read either; levels that do not continue, non-binary levels or an eager step
-end it (the old levels are read from then on). ``state_dict()`` always holds the eager
-layout (dir, freq, u_prev), so checkpoints load into either.
+end it (the old levels are read from then on). On the CPU that pass over float32 levels runs
+in ``zigzag.c`` (``benchmark/quant/native.py``; ``ZigZagMeter.native = False`` or
+``BLAQ_NATIVE=0`` keeps inductor's): the same state bit for bit, and the step's sums from four
+counts per layer, since with +-1 levels and one alpha per layer an update takes one of four
+values per weight (``_binary_sums``): the counts of moved, flipped and oscillating weights are
+the compiled pass's, the norm and dot product exact where the compiled pass rounds a float32
+sum (the cosine differs from its in the last bits, about 1e-6 relative). ``state_dict()``
+always holds the eager layout (dir, freq, u_prev), so checkpoints load into either.
 """
 
 from __future__ import annotations
 
+import ctypes
 import functools
 import math
 from collections.abc import Sequence
@@ -68,7 +75,10 @@ import torch
 from torch import Tensor
 
 from benchmark.errors import UserError
+from benchmark.quant import native
 from benchmark.quant.fused import compile_variant, flat
+
+_PIECE = 1 << 19  # the least piece of a layer that a thread of its own measures (``zigzag.c``)
 
 MAX_TRACE = 5000  # iterations a trace keeps at most (decimated evenly beyond)
 SUMMARY_KEYS = ("zz_cosine", "zz_flip_rate", "zz_osc_freq", "zz_osc_share", "zz_osc_amplitude")
@@ -106,6 +116,10 @@ class ZigZagMeter:
         self.n_tracked = int(n_tracked)
         self.max_trace = int(max_trace)
         self.compile = bool(compile)
+        # the compiled pass over +-1 levels by zigzag.c where it applies and builds (same state,
+        # exact sums: _binary_sums); False, or BLAQ_NATIVE=0, keeps inductor's pass
+        self.native = True
+        self._native_consts: dict[torch.dtype, list[float]] = {}
         self.iteration = 0  # steps observed so far
         self._u_prev: list[Tensor] | None = None  # the previous update, when it is stored
         self._u_next: list[Tensor] = []  # scratch buffers: this step's update is written here
@@ -336,11 +350,15 @@ class ZigZagMeter:
                 u_prev = self._u_prev[i] if self._kept is None else self._kept_update(i)
             kinds.append(kind)
             u = self._u_next[i] if store else None
-            fb0, fb1, fstate, fu, fprev_b, fu_prev = flat(
-                b0, b1, self._packed[i], u, prev_b, u_prev)
-            sums = _layer_fn(kind, store)(
-                a0, fb0, a1, fb1, fstate, fu, prev_alpha, fprev_b, fu_prev,
-                *self._constants(b1), float(n))
+            sums = None
+            if kind == "binary" and self.native:
+                sums = self._binary_native(a0, b0, a1, b1, self._packed[i], prev_alpha, n)
+            if sums is None:
+                fb0, fb1, fstate, fu, fprev_b, fu_prev = flat(
+                    b0, b1, self._packed[i], u, prev_b, u_prev)
+                sums = _layer_fn(kind, store)(
+                    a0, fb0, a1, fb1, fstate, fu, prev_alpha, fprev_b, fu_prev,
+                    *self._constants(b1), float(n))
             norm2, events, amp = _add(norm2, sums[0]), _add(events, sums[1]), _add(amp, sums[2])
             if kind != "first":
                 dot, both, flips = _add(dot, sums[3]), _add(both, sums[4]), _add(flips, sums[5])
@@ -358,6 +376,43 @@ class ZigZagMeter:
         self._binary_chain = self._binary_chain and levels_binary and not store and continued
         self._resumed = False
         return norm2, dot, flips, both, events, amp
+
+    def _binary_native(self, a0: Tensor, b0: Tensor, a1: Tensor, b1: Tensor, state: Tensor,
+                       prev_alpha: Tensor, n: int) -> tuple[Tensor, ...] | None:
+        """The "binary" pass by ``zigzag.c`` (the state as the compiled pass writes it, bit for
+        bit; the sums from counts, ``_binary_sums``), or None where it does not apply: float32
+        levels and state, contiguous and on the CPU, one alpha per layer, a library built."""
+        tensors = (b0, b1, state)
+        if not all(t.dtype == torch.float32 and t.device.type == "cpu" and t.is_contiguous()
+                   for t in tensors):
+            return None
+        alphas = (a0, a1, prev_alpha)
+        if not all(a.numel() == 1 and a.device.type == "cpu" for a in alphas):
+            return None
+        lib = native.zigzag()[0]
+        if lib is None:
+            return None
+        consts = self._native_consts.get(b1.dtype)
+        if consts is None:
+            consts = self._native_consts[b1.dtype] = [float(c) for c in self._constants(b1)]
+        total = b1.numel()
+        pieces = max(1, min(torch.get_num_threads(), total // _PIECE))
+        bounds = [total * k // pieces for k in range(pieces + 1)]
+        out = (ctypes.c_int64 * (4 * pieces))()
+        base, size = ctypes.addressof(out), ctypes.sizeof(ctypes.c_int64)
+
+        def run(k: int) -> None:
+            start, count = bounds[k], bounds[k + 1] - bounds[k]
+            lib.zz_binary(b0.data_ptr() + 4 * start, b1.data_ptr() + 4 * start,
+                          state.data_ptr() + 4 * start, count, *consts, base + 4 * k * size)
+
+        if pieces == 1:
+            run(0)
+        else:
+            list(native.pool(pieces).map(run, range(pieces)))
+        native.written(state)
+        counts = [sum(out[4 * k + j] for k in range(pieces)) for j in range(4)]
+        return _binary_sums(counts, total, float(a0), float(a1), float(prev_alpha), n)
 
     def _record(self, step: Tensor, alpha: Tensor, b: Tensor, w_first: Tensor | None) -> None:
         """Store this step in the bounded trace if it falls on the stride; decimate when full."""
@@ -530,6 +585,39 @@ def _layer(a0: Tensor, b0: Tensor, a1: Tensor, b1: Tensor, state: Tensor,
     moved = u_prev * u != 0
     flips = -u * u_prev > 0
     return (*sums, (u * u_prev).sum(), moved.sum(dtype=torch.int32), flips.sum(dtype=torch.int32))
+
+
+def _binary_sums(counts: Sequence[int], total: int, a0: float, a1: float, prev_alpha: float,
+                 n: int) -> tuple[Tensor, ...]:
+    """``_layer``'s sums of the "binary" kind from ``zigzag.c``'s counts (changes in this step,
+    in the step before, in both; events) over ``total`` weights with one alpha each step.
+
+    With +-1 levels and one alpha per layer, u = b0 U and u_prev = b0 P where U and P take two
+    values each: U = a1 - a0 for an unchanged level and -(a1 + a0) for a changed one, P = a0 -
+    prev_alpha, or a0 + prev_alpha where the step before changed the level (each rounded to
+    float32 as the compiled pass rounds it). So the four classes of weights give every sum:
+    the counts of moved and flipped weights exactly as the pass counts them (the sign of each
+    float32 product), norm2 and the dot product without the rounding of a float32 sum over the
+    layer (they differ from the pass's in the last bits), the amplitude sum (each event of +-1
+    levels jumps by 2) as the pass computes it."""
+    changed, before, both, events = counts
+    f32 = np.float32
+    a0_, a1_, pa_ = f32(a0), f32(a1), f32(prev_alpha)
+    u = (a1_ - a0_, -(a1_ + a0_))  # u / b0: level unchanged, changed in this step
+    p = (a0_ - pa_, a0_ + pa_)  # u_prev / b0: unchanged, changed in the step before
+    classes = {(0, 0): total - changed - before + both, (1, 0): changed - both,
+               (0, 1): before - both, (1, 1): both}
+    norm2 = (total - changed) * float(u[0]) ** 2 + changed * float(u[1]) ** 2
+    dot = sum(k * float(u[c]) * float(p[c_prev]) for (c, c_prev), k in classes.items())
+    moved = sum(k for (c, c_prev), k in classes.items() if u[c] * p[c_prev] != 0)
+    flips = sum(k for (c, c_prev), k in classes.items() if -u[c] * p[c_prev] > 0)
+    amp = f32(2 * events) * f32(n)
+
+    def t(value: float, dtype: torch.dtype = torch.float32) -> Tensor:
+        return torch.tensor(value, dtype=dtype)
+
+    return (t(norm2), t(events, torch.int32), t(float(amp)), t(dot),
+            t(moved, torch.int32), t(flips, torch.int32))
 
 
 @functools.cache

@@ -376,16 +376,20 @@ def test_native_build_reports_why_it_cannot(monkeypatch, tmp_path):
     inductor), never an exception."""
     monkeypatch.setenv("BLAQ_NATIVE_CACHE", str(tmp_path))
     native.lat_bins.cache_clear()
+    native.zigzag.cache_clear()
     try:
         monkeypatch.setenv("CC", "false")  # a "compiler" that fails
         lib, reason = native.lat_bins(L._EDGES, L._BELOW)
-        assert lib is None and "could not build" in reason
+        assert lib is None and "could not build lat_bins.c" in reason
+        lib, reason = native.zigzag()  # the meter's kernel: the same builder
+        assert lib is None and "could not build zigzag.c" in reason
         assert not list(tmp_path.iterdir())  # nothing half-written left behind
         native.lat_bins.cache_clear()
         monkeypatch.setenv("BLAQ_NATIVE", "0")
         assert native.lat_bins(L._EDGES, L._BELOW) == (None, "BLAQ_NATIVE=0")
     finally:
         native.lat_bins.cache_clear()
+        native.zigzag.cache_clear()
 
 
 def test_window_recentres_and_adapts():

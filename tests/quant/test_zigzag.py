@@ -249,23 +249,63 @@ def _binary_steps(count: int, shapes=((16, 12), (5, 16)), seed: int = 4, quiet=r
     return steps
 
 
+@pytest.fixture(params=["native", "inductor"])
+def binary_pass(request, monkeypatch) -> str:
+    """The compiled meter's pass over +-1 levels by ``zigzag.c`` (where it builds: the default)
+    or by inductor."""
+    from benchmark.quant import native
+
+    if request.param == "inductor":
+        monkeypatch.setattr(native, "zigzag", lambda: (None, "inductor asked for"))
+    else:
+        lib, reason = native.zigzag()
+        if lib is None:
+            if native._compiler() is None:
+                pytest.skip(reason)
+            pytest.fail(reason)
+    return request.param
+
+
+def _spy_kinds(monkeypatch) -> list[str]:
+    """The kinds of previous update the compiled meter's layers take, in call order (the
+    "binary" pass by zigzag.c or by inductor alike)."""
+    from benchmark.quant import zigzag
+
+    kinds: list[str] = []
+    layer_fn, binary = zigzag._layer_fn, ZigZagMeter._binary_native
+    monkeypatch.setattr(zigzag, "_layer_fn", lambda kind, store: kinds.append(kind) or
+                        layer_fn(kind, store))
+
+    def spy(self, *args):
+        sums = binary(self, *args)
+        if sums is not None:
+            kinds.append("binary")
+        return sums
+
+    monkeypatch.setattr(ZigZagMeter, "_binary_native", spy)
+    return kinds
+
+
+def _assert_same_measure(got: dict, want: dict, binary_pass: str) -> None:
+    """Summaries (or traces) of a meter whose binary pass ran against one that read the old
+    levels: equal, bit for bit; with zigzag.c's pass the cosine within 1e-5 (its norm and dot
+    product are not the rounded float32 sums over the layer, _binary_sums), the rest equal."""
+    assert set(got) == set(want)
+    for key, value in want.items():
+        if binary_pass == "native" and key in ("zz_cosine", "cosine"):
+            np.testing.assert_allclose(got[key], value, rtol=1e-5, atol=1e-7, err_msg=key)
+            continue
+        np.testing.assert_array_equal(got[key], value, err_msg=key)
+
+
 @pytest.mark.slow
-def test_compiled_meter_reads_binary_levels_changes_off_its_state(monkeypatch) -> None:
+def test_compiled_meter_reads_binary_levels_changes_off_its_state(monkeypatch, binary_pass) -> None:
     """With +-1 levels promised, the compiled meter takes the previous step's level change from
     the marks of its state instead of reading the levels of two steps ago: the same numbers as
     the path that reads them (bit for bit) and as the eager meter, resumed from a checkpoint
     too. A weight's first change is marked (2^-110) apart from a decayed frequency (2^-100)."""
     _compiled_meter_tests_can_run()
-    from benchmark.quant import zigzag
-
-    kinds = []
-    layer_fn = zigzag._layer_fn
-
-    def spy(kind, store):
-        kinds.append(kind)
-        return layer_fn(kind, store)
-
-    monkeypatch.setattr(zigzag, "_layer_fn", spy)
+    kinds = _spy_kinds(monkeypatch)
     steps = _binary_steps(12)
 
     def run(meter, steps, binary):
@@ -282,7 +322,9 @@ def test_compiled_meter_reads_binary_levels_changes_off_its_state(monkeypatch) -
     assert kinds[:2] == ["first", "first"] and set(kinds[2:]) == {"binary"}
     want = kept.epoch_summary()
     assert all(v == v for v in want.values())  # all defined
-    assert binary.epoch_summary() == want
+    _assert_same_measure(binary.epoch_summary(), want, binary_pass)
+    for got, read in zip(binary._packed, kept._packed, strict=True):  # the same state, bit for bit
+        assert torch.equal(got.view(torch.int32), read.view(torch.int32))
     _assert_summaries_close(want, eager.epoch_summary())
     torch.testing.assert_close(binary._freq[0], eager._freq[0])
     half = ZigZagMeter(compile=True)
@@ -291,8 +333,8 @@ def test_compiled_meter_reads_binary_levels_changes_off_its_state(monkeypatch) -
     resumed.load_state_dict(half.state_dict())
     run(resumed, steps[6:], True)
     whole = ZigZagMeter(compile=True)
-    run(whole, steps, True)
-    assert resumed.epoch_summary() == whole.epoch_summary()
+    run(whole, steps, True)  # the resumed meter's first steps read the stored update
+    _assert_same_measure(resumed.epoch_summary(), whole.epoch_summary(), binary_pass)
     # frequencies decayed below the floor (fast, at momentum 0.1) are no first changes
     steps = _binary_steps(48, quiet=range(6, 40))
     decayed = [ZigZagMeter(momentum=0.1), ZigZagMeter(momentum=0.1, compile=True),
@@ -301,23 +343,19 @@ def test_compiled_meter_reads_binary_levels_changes_off_its_state(monkeypatch) -
         run(meter, steps, binary)
     assert bool((decayed[2]._packed[0].abs() == 2.0**-100).any())  # some reached the floor
     want = decayed[1].epoch_summary()
-    assert decayed[2].epoch_summary() == want
+    _assert_same_measure(decayed[2].epoch_summary(), want, binary_pass)
+    assert torch.equal(decayed[2]._packed[1], decayed[1]._packed[1])
     _assert_summaries_close(want, decayed[0].epoch_summary())
 
 
 @pytest.mark.slow
-def test_binary_marks_are_read_only_while_every_change_went_to_a_current_level(monkeypatch) -> None:
+def test_binary_marks_are_read_only_while_every_change_went_to_a_current_level(monkeypatch, binary_pass) -> None:
     """The marks tell the last step's changes only if every earlier change went to the level a
     weight holds (then every later change is an event): levels that do not continue, non-binary
     levels before, an eager step or a state of unknown history end the chain; a checkpoint
     carries it. Each case must give the numbers of the path that reads the old levels."""
     _compiled_meter_tests_can_run()
-    from benchmark.quant import zigzag
-
-    kinds = []
-    layer_fn = zigzag._layer_fn
-    monkeypatch.setattr(zigzag, "_layer_fn", lambda kind, store: kinds.append(kind) or
-                        layer_fn(kind, store))
+    kinds = _spy_kinds(monkeypatch)
 
     def t(*values, dtype=torch.float32):
         return [torch.tensor(values, dtype=dtype)]
@@ -341,8 +379,7 @@ def test_binary_marks_are_read_only_while_every_change_went_to_a_current_level(m
     want = run(ZigZagMeter(compile=True), broken, False)
     kinds.clear()
     got = run(ZigZagMeter(compile=True), broken, True)
-    for key in ("cosine", "flip_rate", "osc_rate"):
-        np.testing.assert_array_equal(got[key], want[key])
+    _assert_same_measure(got, want, binary_pass)
     assert kinds == ["first", "stored", "kept", "kept"]  # the chain ended at the break
     # ternary levels, then +-1 ones in the same meter
     ternary = _random_steps(4, shapes=((16, 12),), levels=1)
@@ -356,7 +393,7 @@ def test_binary_marks_are_read_only_while_every_change_went_to_a_current_level(m
             meter.update(a, b, a_new, b_new, [1], b_new[0], levels_kept=True,
                          levels_binary=promise and i >= len(ternary))
         metered.append(meter.epoch_summary())
-    assert metered[1] == metered[0]
+    _assert_same_measure(metered[1], metered[0], binary_pass)
     # an eager step ends the chain too; a checkpoint keeps it
     steps = _binary_steps(8)
 
@@ -387,6 +424,122 @@ def test_binary_marks_are_read_only_while_every_change_went_to_a_current_level(m
     traces = [run(ZigZagMeter(compile=True), bf, promise) for promise in (False, True)]
     for key in ("cosine", "flip_rate", "osc_rate"):
         np.testing.assert_array_equal(traces[1][key], traces[0][key])
+
+
+def _zigzag_lib():
+    """``zigzag.c`` built here (skips where there is no C compiler at all)."""
+    from benchmark.quant import native
+
+    lib, reason = native.zigzag()
+    if lib is None and native._compiler() is None:
+        pytest.skip(reason)
+    assert lib is not None, reason
+    return lib
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("size", [5, 16 * 3 + 7, 4099])
+def test_native_binary_pass_gives_exact_sums_and_the_compiled_state(monkeypatch, size) -> None:
+    """zigzag.c's pass against an oracle: every step's norm and dot product equal the float64
+    sums of the float32 updates (as the compiled pass computes them), the moved, flipped and
+    oscillating weights are counted exactly; its state is the inductor pass's bit for bit,
+    through first changes, events and frequencies decayed to the floor, on 1 and 3 threads
+    (pieces of 512 values: the vector loop, its tail and the pieces' seams)."""
+    _compiled_meter_tests_can_run()
+    _zigzag_lib()
+    from benchmark.quant import zigzag
+
+    monkeypatch.setattr(zigzag, "_PIECE", 512)
+    steps = _binary_steps(48, shapes=((size,),), quiet=range(6, 40))
+    calls = []
+    binary = ZigZagMeter._binary_native
+
+    def spy(self, *args):
+        sums = binary(self, *args)
+        calls.append(sums)
+        return sums
+
+    monkeypatch.setattr(ZigZagMeter, "_binary_native", spy)
+    threads = torch.get_num_threads()
+    states = []
+    try:
+        for count in (1, 3):
+            torch.set_num_threads(count)
+            meters = [ZigZagMeter(momentum=0.1, compile=True) for _ in range(2)]
+            meters[1].native = False
+            calls.clear()
+            for a, b, a_new, b_new in steps:
+                for meter in meters:
+                    meter.update(a, b, a_new, b_new, [1], b_new[0], levels_kept=True,
+                                 levels_binary=True)
+                got, want = (m._packed[0].view(torch.int32) for m in meters)
+                assert torch.equal(got, want)
+            states.append(meters[0]._packed[0].clone())
+            assert len(calls) == len(steps) - 1 and all(c is not None for c in calls)
+            ever = torch.zeros(size, dtype=torch.bool)
+            for k, (a, b, a_new, b_new) in enumerate(steps):
+                changed = b_new[0] != b[0]
+                if k:
+                    norm2, events, amp, dot, moved, flips = calls[k - 1]
+                    u = b_new[0] * a_new[0] - b[0] * a[0]
+                    u_prev = b[0] * a[0] - steps[k - 1][1][0] * steps[k - 1][0][0]
+                    assert float(norm2) == pytest.approx(float((u.double() ** 2).sum()), rel=1e-7)
+                    scale = float((u.double() * u_prev.double()).abs().sum())
+                    assert float(dot) == pytest.approx(float((u.double() * u_prev.double()).sum()),
+                                                       rel=1e-7, abs=1e-7 * scale)
+                    assert int(moved) == int((u * u_prev != 0).sum())
+                    assert int(flips) == int((-u * u_prev > 0).sum())
+                    assert int(events) == int((changed & ever).sum())
+                    assert float(amp) == 2.0 * int(events)
+                ever |= changed
+        assert bool((states[0].abs() == 2.0**-100).any())  # some frequencies reached the floor
+        assert bool((states[0].abs() > 2).any()) or int(calls[-1][1]) == 0
+        assert torch.equal(states[0], states[1])
+    finally:
+        torch.set_num_threads(threads)
+
+
+@pytest.mark.slow
+def test_native_binary_pass_steps_aside_where_it_does_not_apply(monkeypatch) -> None:
+    """Levels that are not float32 (here bfloat16) or BLAQ_NATIVE=0: the inductor pass, the
+    same numbers as with the native pass switched off."""
+    _compiled_meter_tests_can_run()
+    from benchmark.quant import native
+
+    steps = _binary_steps(8, shapes=((16, 12),))
+    cast = {id(x): x.bfloat16() for step in steps for part in step for x in part}
+    rows = [tuple([cast[id(x)] for x in part] for part in step) for step in steps]
+    kinds = _spy_kinds(monkeypatch)
+
+    def run(steps, use_native=True):
+        meter = ZigZagMeter(compile=True)
+        meter.native = use_native
+        for a, b, a_new, b_new in steps:
+            meter.update(a, b, a_new, b_new, [1], b_new[0], levels_kept=True, levels_binary=True)
+        return meter.pop_trace()
+
+    calls = []
+    binary = ZigZagMeter._binary_native
+    monkeypatch.setattr(ZigZagMeter, "_binary_native",
+                        lambda self, *args: calls.append(binary(self, *args)) or calls[-1])
+    got = run(rows)
+    assert calls and all(c is None for c in calls)  # stepped aside: bfloat16 levels
+    assert "binary" in kinds
+    want = run(rows, use_native=False)
+    for key in ("cosine", "flip_rate", "osc_rate"):
+        np.testing.assert_array_equal(got[key], want[key])
+    monkeypatch.setenv("BLAQ_NATIVE", "0")
+    native.zigzag.cache_clear()
+    try:
+        assert native.zigzag() == (None, "BLAQ_NATIVE=0")
+        calls.clear()
+        got = run(steps)
+        assert calls and all(c is None for c in calls)
+        want = run(steps, use_native=False)
+        for key in ("cosine", "flip_rate", "osc_rate"):
+            np.testing.assert_array_equal(got[key], want[key])
+    finally:
+        native.zigzag.cache_clear()
 
 
 def test_compiled_meter_refuses_float16_levels() -> None:
