@@ -127,7 +127,22 @@ def paired_lines(checked: Mapping[str, tuple[float, float]]) -> list[str]:
         lines.append(text)
     if lines:
         lines.insert(0, "targets: eager and compile=True")
+        lines.append(tally_line(checked))
     return lines
+
+
+def tally_line(checked: Mapping[str, tuple[float, float]]) -> str:
+    """How many targets hold eager and with ``compile=True``, and which compiled rows miss."""
+    groups = {"eager": [], "compile=True": []}
+    for name, (ratio, target) in checked.items():
+        groups["compile=True" if name.endswith("-c") else "eager"].append((name, ratio, target))
+    parts = [f"{label} {sum(r <= t for _, r, t in rows)} of {len(rows)}"
+             for label, rows in groups.items() if rows]
+    text = "  met: " + ", ".join(parts)
+    if groups["compile=True"]:
+        missed = [name for name, r, t in groups["compile=True"] if r > t]
+        text += "; missed with compile=True: " + (", ".join(missed) or "none")
+    return text
 
 
 def _verdict(ratio: float, target: float | None) -> str:

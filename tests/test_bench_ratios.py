@@ -38,6 +38,8 @@ def test_every_target_row_has_its_verdict_against_the_right_base():
     assert "x1.300 vs fused" in line("laq-lab")  # 1.04 / 0.8, no target
     targets = lines[lines.index("targets: eager and compile=True"):]
     assert "  laq-lab            x1.040 [<= 1.05: ok]  compile=True x0.900 [<= 1.05: ok]" in targets
+    # lab, log-r1 and BLAQ met of the 6 eager rows; the one compiled row met
+    assert "  met: eager 3 of 6, compile=True 1 of 1; missed with compile=True: none" in targets
     assert ratios.SPEC_RULE_NOTE in text  # the spec's rule missed: the note says what meets it
 
 
