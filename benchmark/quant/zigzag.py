@@ -58,7 +58,7 @@ in ``zigzag.c`` (``benchmark/quant/native.py``; ``ZigZagMeter.native = False`` o
 counts per layer, since with +-1 levels and one alpha per layer an update takes one of four
 values per weight (``_binary_sums``): the counts of moved, flipped and oscillating weights are
 the compiled pass's, the norm and dot product exact where the compiled pass rounds a float32
-sum (the cosine differs from its in the last bits, about 1e-6 relative). ``state_dict()``
+sum (the cosine differs from its in the last bits, a few 1e-6 relative). ``state_dict()``
 always holds the eager layout (dir, freq, u_prev), so checkpoints load into either.
 """
 
