@@ -351,7 +351,7 @@ class ZigZagMeter:
             kinds.append(kind)
             u = self._u_next[i] if store else None
             sums = None
-            if kind == "binary" and self.native:
+            if kind == "binary" and self.native and u is None:  # (it writes no update)
                 sums = self._binary_native(a0, b0, a1, b1, self._packed[i], prev_alpha, n)
             if sums is None:
                 fb0, fb1, fstate, fu, fprev_b, fu_prev = flat(
@@ -381,13 +381,16 @@ class ZigZagMeter:
                        prev_alpha: Tensor, n: int) -> tuple[Tensor, ...] | None:
         """The "binary" pass by ``zigzag.c`` (the state as the compiled pass writes it, bit for
         bit; the sums from counts, ``_binary_sums``), or None where it does not apply: float32
-        levels and state, contiguous and on the CPU, one alpha per layer, a library built."""
+        levels, state and alphas (one per layer, so that every product is a float32 one, as
+        ``_binary_sums`` rounds them), contiguous and on the CPU, a library built. It writes no
+        update (the caller keeps the levels)."""
         tensors = (b0, b1, state)
         if not all(t.dtype == torch.float32 and t.device.type == "cpu" and t.is_contiguous()
-                   for t in tensors):
+                   and t.numel() == b1.numel() for t in tensors):
             return None
         alphas = (a0, a1, prev_alpha)
-        if not all(a.numel() == 1 and a.device.type == "cpu" for a in alphas):
+        if not all(a.numel() == 1 and a.dtype == torch.float32 and a.device.type == "cpu"
+                   for a in alphas):
             return None
         lib = native.zigzag()[0]
         if lib is None:
@@ -599,7 +602,8 @@ def _binary_sums(counts: Sequence[int], total: int, a0: float, a1: float, prev_a
     the counts of moved and flipped weights exactly as the pass counts them (the sign of each
     float32 product), norm2 and the dot product without the rounding of a float32 sum over the
     layer (they differ from the pass's in the last bits), the amplitude sum (each event of +-1
-    levels jumps by 2) as the pass computes it."""
+    levels jumps by 2) as the pass computes it (up to 2^23 events a layer; exact beyond, where
+    the pass's float32 sum of 2s rounds)."""
     changed, before, both, events = counts
     f32 = np.float32
     a0_, a1_, pa_ = f32(a0), f32(a1), f32(prev_alpha)

@@ -266,24 +266,32 @@ def binary_pass(request, monkeypatch) -> str:
     return request.param
 
 
-def _spy_kinds(monkeypatch) -> list[str]:
+def _spy_kinds(monkeypatch) -> tuple[list[str], list[bool]]:
     """The kinds of previous update the compiled meter's layers take, in call order (the
-    "binary" pass by zigzag.c or by inductor alike)."""
+    "binary" pass by zigzag.c or by inductor alike), and per "binary" pass whether zigzag.c
+    ran it."""
     from benchmark.quant import zigzag
 
     kinds: list[str] = []
+    native: list[bool] = []
     layer_fn, binary = zigzag._layer_fn, ZigZagMeter._binary_native
-    monkeypatch.setattr(zigzag, "_layer_fn", lambda kind, store: kinds.append(kind) or
-                        layer_fn(kind, store))
+
+    def spy_layer(kind, store):
+        kinds.append(kind)
+        if kind == "binary":
+            native.append(False)
+        return layer_fn(kind, store)
 
     def spy(self, *args):
         sums = binary(self, *args)
         if sums is not None:
             kinds.append("binary")
+            native.append(True)
         return sums
 
+    monkeypatch.setattr(zigzag, "_layer_fn", spy_layer)
     monkeypatch.setattr(ZigZagMeter, "_binary_native", spy)
-    return kinds
+    return kinds, native
 
 
 def _assert_same_measure(got: dict, want: dict, binary_pass: str) -> None:
@@ -305,7 +313,7 @@ def test_compiled_meter_reads_binary_levels_changes_off_its_state(monkeypatch, b
     the path that reads them (bit for bit) and as the eager meter, resumed from a checkpoint
     too. A weight's first change is marked (2^-110) apart from a decayed frequency (2^-100)."""
     _compiled_meter_tests_can_run()
-    kinds = _spy_kinds(monkeypatch)
+    kinds, native = _spy_kinds(monkeypatch)
     steps = _binary_steps(12)
 
     def run(meter, steps, binary):
@@ -320,6 +328,7 @@ def test_compiled_meter_reads_binary_levels_changes_off_its_state(monkeypatch, b
     run(binary, steps, True)
     # the first step has no previous update; every later one reads the marks the last wrote
     assert kinds[:2] == ["first", "first"] and set(kinds[2:]) == {"binary"}
+    assert set(native) == {binary_pass == "native"}  # the pass asked for ran every binary step
     want = kept.epoch_summary()
     assert all(v == v for v in want.values())  # all defined
     _assert_same_measure(binary.epoch_summary(), want, binary_pass)
@@ -355,7 +364,7 @@ def test_binary_marks_are_read_only_while_every_change_went_to_a_current_level(m
     levels before, an eager step or a state of unknown history end the chain; a checkpoint
     carries it. Each case must give the numbers of the path that reads the old levels."""
     _compiled_meter_tests_can_run()
-    kinds = _spy_kinds(monkeypatch)
+    kinds, native = _spy_kinds(monkeypatch)
 
     def t(*values, dtype=torch.float32):
         return [torch.tensor(values, dtype=dtype)]
@@ -416,6 +425,7 @@ def test_binary_marks_are_read_only_while_every_change_went_to_a_current_level(m
     kinds.clear()
     run2(resumed, steps[4:])
     assert kinds[:2] == ["stored", "stored"] and set(kinds[2:]) == {"binary"}
+    assert set(native) == {binary_pass == "native"}
     # bfloat16 levels: the same numbers as the path that reads the old levels
     source = _binary_steps(6, shapes=((16, 12),))
     bf = chain([source[0][1][0].bfloat16()] + [[x.bfloat16() for x in s[3]][0] for s in source],
@@ -451,6 +461,9 @@ def test_native_binary_pass_gives_exact_sums_and_the_compiled_state(monkeypatch,
 
     monkeypatch.setattr(zigzag, "_PIECE", 512)
     steps = _binary_steps(48, shapes=((size,),), quiet=range(6, 40))
+    alphas = [step[0][0] for step in steps] + [steps[-1][2][0]]
+    for k in range(1, len(alphas), 5):  # a step that keeps alpha, and so a zero update or two
+        alphas[k].copy_(alphas[k - 1])  # in place: the steps share these tensors
     calls = []
     binary = ZigZagMeter._binary_native
 
@@ -477,6 +490,7 @@ def test_native_binary_pass_gives_exact_sums_and_the_compiled_state(monkeypatch,
             states.append(meters[0]._packed[0].clone())
             assert len(calls) == len(steps) - 1 and all(c is not None for c in calls)
             ever = torch.zeros(size, dtype=torch.bool)
+            zeros = 0
             for k, (a, b, a_new, b_new) in enumerate(steps):
                 changed = b_new[0] != b[0]
                 if k:
@@ -488,10 +502,12 @@ def test_native_binary_pass_gives_exact_sums_and_the_compiled_state(monkeypatch,
                     assert float(dot) == pytest.approx(float((u.double() * u_prev.double()).sum()),
                                                        rel=1e-7, abs=1e-7 * scale)
                     assert int(moved) == int((u * u_prev != 0).sum())
+                    zeros += int((u * u_prev == 0).sum())
                     assert int(flips) == int((-u * u_prev > 0).sum())
                     assert int(events) == int((changed & ever).sum())
                     assert float(amp) == 2.0 * int(events)
                 ever |= changed
+            assert zeros > 0  # unmoved weights were counted too
         assert bool((states[0].abs() == 2.0**-100).any())  # some frequencies reached the floor
         assert bool((states[0].abs() > 2).any()) or int(calls[-1][1]) == 0
         assert torch.equal(states[0], states[1])
@@ -509,7 +525,7 @@ def test_native_binary_pass_steps_aside_where_it_does_not_apply(monkeypatch) -> 
     steps = _binary_steps(8, shapes=((16, 12),))
     cast = {id(x): x.bfloat16() for step in steps for part in step for x in part}
     rows = [tuple([cast[id(x)] for x in part] for part in step) for step in steps]
-    kinds = _spy_kinds(monkeypatch)
+    kinds, _ = _spy_kinds(monkeypatch)
 
     def run(steps, use_native=True):
         meter = ZigZagMeter(compile=True)
@@ -540,6 +556,35 @@ def test_native_binary_pass_steps_aside_where_it_does_not_apply(monkeypatch) -> 
             np.testing.assert_array_equal(got[key], want[key])
     finally:
         native.zigzag.cache_clear()
+
+
+@pytest.mark.slow
+def test_native_binary_pass_takes_only_what_it_computes(monkeypatch) -> None:
+    """zigzag.c writes no update: a "binary" step whose update is to be stored (the levels no
+    longer kept) takes inductor's pass, and the next step reads that update. It takes float32
+    alphas only (a float64 alpha of shape (1,) makes the pass's products float64) and
+    tensors of one size."""
+    _compiled_meter_tests_can_run()
+    _zigzag_lib()
+    meter = ZigZagMeter(compile=True)
+    b, state, a = torch.ones(8), torch.zeros(8), torch.tensor(0.5)
+    assert meter._binary_native(a, b, a, b, state, a, 1) is not None
+    a64 = torch.tensor([0.5], dtype=torch.float64)
+    assert meter._binary_native(a64, b, a64, b, state, a64, 1) is None
+    assert meter._binary_native(a, b, a, torch.ones(9), state, a, 1) is None
+    kinds, native = _spy_kinds(monkeypatch)
+    steps = _binary_steps(6, shapes=((16, 12),))
+    traces = []
+    for use_native in (True, False):
+        meter = ZigZagMeter(compile=True)
+        meter.native = use_native
+        for i, (a, b, a_new, b_new) in enumerate(steps):
+            meter.update(a, b, a_new, b_new, [1], b_new[0], levels_kept=i < 3,
+                         levels_binary=True)
+        traces.append(meter.pop_trace())
+    assert kinds[:6] == ["first", "binary", "binary", "binary", "stored", "stored"]
+    assert native == [True, True, False, False, False, False]  # the stored step: inductor's
+    _assert_same_measure(traces[0], traces[1], "native")
 
 
 def test_compiled_meter_refuses_float16_levels() -> None:
