@@ -38,7 +38,8 @@ State layouts. The eager meter keeps per weight the direction of its last level 
 and its frequency f, and the previous update u_{t-1}. The compiled meter (``compile=True``) packs
 direction and frequency into one number per weight: ``s = direction * max(f, 2^-100)`` (s = 0:
 the weight's level never changed; frequencies below 2^-100 count as 0), and ``direction * f * S``
-right after an oscillation event (S the power of 2 with ``2 < S (1 - mu) <= 4``; f <= 1 always,
+right after an oscillation event (S the power of 2 with ``2 < S (1 - mu) (1 - 2^-8) <= 4``, so
+that S times 1 - mu as rounded to the levels' dtype, float32 or bfloat16, is above 2; f <= 1 always,
 so |s| > 2 marks the event: the pass counts the events from the state it writes, which lets
 inductor update the state in place within the loop of the sums). When the caller promises
 to keep each step's levels (``update(..., levels_kept=True)``: the optimizers with
@@ -178,8 +179,11 @@ class ZigZagMeter:
 
     @property
     def _event_scale(self) -> float:
-        """S of the packed layout: the power of 2 with 2 < S (1 - momentum) <= 4."""
-        return 2.0 ** (math.floor(math.log2(_EVENT_MARK / (1.0 - self.momentum))) + 1)
+        """S of the packed layout: the power of 2 with 2 < S (1 - momentum) (1 - 2^-8) <= 4. The
+        pass adds 1 - momentum rounded to the state's dtype (``_constants``: bfloat16 rounds it
+        by at most 2^-9 relative), and an event's S f must stay above 2 after that rounding."""
+        rest = (1.0 - self.momentum) * (1.0 - 2.0**-8)
+        return 2.0 ** (math.floor(math.log2(_EVENT_MARK / rest)) + 1)
 
     def _to_eager_layout(self) -> None:
         """Unpack the state, store the previous update if it was to be recomputed; allocate the

@@ -607,9 +607,32 @@ def test_packed_state_round_trip() -> None:
     assert torch.equal(_unpack_freq(packed, meter._event_scale), freq)
     # right after an event the state is scaled by S (|s| > 2), exactly
     scale = meter._event_scale
-    assert scale * (1 - meter.momentum) > 2 and scale * (1 - meter.momentum) <= 4
+    assert scale == 256  # 2 < S (1 - mu) (1 - 2^-8) <= 4
     marked = packed * torch.tensor([1.0, 1.0, 1.0, scale, scale, scale])
     assert torch.equal(_unpack_freq(marked, scale), freq)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("momentum", [0.0, 0.5, 1 - 2**-6 * (1 + 2**-30), 1 - 1e-7])
+def test_compiled_meter_marks_events_at_any_momentum(momentum) -> None:
+    """An event's packed state S f must exceed 2 after 1 - momentum is rounded to the state's
+    dtype: at 1 - 2^-6 (1 + 2^-30), S (1 - mu) is above 2 in double but 2 exactly with the
+    float32 rounding of 1 - mu, and an S chosen from the double marked no event there."""
+    _compiled_meter_tests_can_run()
+    steps = _binary_steps(10, shapes=((64,),))
+    summaries = []
+    for compiled, binary in ((False, False), (True, False), (True, True)):
+        meter = ZigZagMeter(momentum=momentum, compile=compiled)
+        for a, b, a_new, b_new in steps:
+            meter.update(a, b, a_new, b_new, [1], b_new[0], levels_kept=True,
+                         levels_binary=binary)
+        summaries.append(meter.epoch_summary())
+    assert summaries[0]["zz_osc_freq"] > 0  # there were events
+    for got in summaries[1:]:
+        _assert_summaries_close(got, summaries[0])
+    meter = ZigZagMeter(momentum=momentum)
+    rest = torch.tensor(1 - momentum, dtype=torch.bfloat16).float()
+    assert float(rest) * meter._event_scale > 2 and float(rest) * meter._event_scale <= 4.1
 
 
 def test_eager_meter_ignores_the_kept_levels_promise() -> None:
